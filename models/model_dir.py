@@ -1,0 +1,130 @@
+"""Finding a model directory: a local path, or a ModelScope id downloaded on first use.
+
+The reference accepts either form for every ``--*-dir`` flag; ids look like
+``damo/speech_...`` or ``iic/speech_...``.  Downloads go through ``modelscope``
+into ``--download-model-dir`` and are reused on the next start.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Iterable, Optional
+
+log = logging.getLogger(__name__)
+
+_MODEL_ID = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+class ModelDirError(RuntimeError):
+    """A model directory could not be found, downloaded, or lacks a required file."""
+
+
+def looks_like_model_id(spec: str) -> bool:
+    """True for ``owner/name`` strings that are not an existing local path."""
+    return bool(_MODEL_ID.match(spec)) and not Path(spec).exists()
+
+
+def resolve_model_dir(
+    spec: str,
+    download_dir: Optional[Path] = None,
+    revision: Optional[str] = None,
+    required: Iterable[str] = (),
+) -> Path:
+    """Return a local directory for ``spec`` and check that ``required`` files exist in it.
+
+    A local path is used as is.  An ``owner/name`` id is fetched with
+    ``modelscope.snapshot_download`` (cached, so the second start is offline-safe).
+    """
+    spec = str(spec).strip()
+    if not spec:
+        raise ModelDirError("empty model directory")
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        model_dir = path
+    elif looks_like_model_id(spec):
+        model_dir = _download(spec, download_dir, revision)
+    else:
+        raise ModelDirError(
+            f"model directory {spec!r} does not exist and is not a ModelScope id (owner/name)"
+        )
+    missing = [name for name in required if not (model_dir / name).is_file()]
+    if missing:
+        raise ModelDirError(f"model directory {model_dir} is missing {', '.join(missing)}")
+    return model_dir
+
+
+def _cached_copy(model_id: str, download_dir: Optional[Path]) -> Optional[Path]:
+    """A complete earlier download, so a restart needs no network."""
+    if download_dir is None:
+        return None
+    owner, name = model_id.split("/", 1)
+    for candidate in (Path(download_dir) / owner / name, Path(download_dir) / owner / name.replace(".", "___")):
+        if (candidate / "config.yaml").is_file() and any(candidate.glob("*.onnx")):
+            return candidate
+    return None
+
+
+def _hub_reachable(timeout: float = 5.0) -> bool:
+    """A quick TCP probe, so an offline machine fails in seconds rather than after long retries."""
+    host = os.environ.get("MODELSCOPE_DOMAIN", "www.modelscope.cn").split("://")[-1].split("/")[0]
+    port = 443
+    if ":" in host:
+        host, port_text = host.rsplit(":", 1)
+        port = int(port_text) if port_text.isdigit() else 443
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _download(model_id: str, download_dir: Optional[Path], revision: Optional[str]) -> Path:
+    cached = _cached_copy(model_id, download_dir)
+    if cached is not None and not revision:
+        log.info("using the earlier download of %s in %s", model_id, cached)
+        return cached
+    if not _hub_reachable():
+        raise ModelDirError(
+            f"cannot download {model_id}: ModelScope is unreachable from this machine. "
+            "Download the model elsewhere and pass its local directory instead "
+            "(for example --model-dir /path/to/model, likewise --vad-dir and --punc-dir)."
+        )
+    try:
+        from modelscope.hub.snapshot_download import snapshot_download
+    except Exception as exc:  # pragma: no cover - modelscope is a declared dependency
+        raise ModelDirError(f"cannot download {model_id}: modelscope is not importable ({exc})") from exc
+    kwargs = {}
+    if download_dir is not None:
+        Path(download_dir).mkdir(parents=True, exist_ok=True)
+        kwargs["cache_dir"] = str(download_dir)
+    if revision:
+        kwargs["revision"] = revision
+    log.info("downloading %s from ModelScope%s", model_id, f" (revision {revision})" if revision else "")
+    try:
+        local = snapshot_download(model_id, **kwargs)
+    except Exception as exc:
+        raise ModelDirError(
+            f"could not download {model_id} from ModelScope ({type(exc).__name__}: {exc}). "
+            "If this machine cannot reach the hub, download the model elsewhere and pass its "
+            "local directory instead (for example --model-dir /path/to/model)."
+        ) from exc
+    return Path(local)
+
+
+def pick_onnx_file(model_dir: Path, quantized: bool, stem: str = "model") -> Path:
+    """``<stem>_quant.onnx`` when ``quantized`` (falling back with a warning), else ``<stem>.onnx``."""
+    plain = model_dir / f"{stem}.onnx"
+    quant = model_dir / f"{stem}_quant.onnx"
+    if quantized:
+        if quant.is_file():
+            return quant
+        log.warning("%s not found, using %s instead", quant, plain.name)
+    if plain.is_file():
+        return plain
+    if quant.is_file():
+        log.warning("%s not found, using %s instead", plain, quant.name)
+        return quant
+    raise ModelDirError(f"model directory {model_dir} has neither {plain.name} nor {quant.name}")

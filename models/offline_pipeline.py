@@ -1,0 +1,128 @@
+"""The offline recognition pipeline: VAD → Paraformer per segment → punctuation → ITN → times.
+
+This is what the offline profile runs once per utterance and what 2pass runs
+per VAD segment.  Every stage is optional except the recogniser, as in the
+reference (a server may run without VAD, punctuation or ITN).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .paraformer import AsrResult, OfflineParaformer
+from .sentences import SentencePiece, realign_spans, sentence_pieces, split_units, timed_units
+from .tokens import join_words
+
+log = logging.getLogger(__name__)
+
+Span = Tuple[int, int]
+
+
+@dataclass
+class Transcript:
+    """A finished utterance.  Times are ms from the start of the audio given."""
+
+    text: str = ""
+    timestamps: Optional[List[Span]] = None  # one per timed unit of ``text``; None without a timestamp model
+    sentences: Optional[List[SentencePiece]] = None
+    segments: List[Span] = field(default_factory=list)  # the VAD's speech segments
+    raw_text: str = ""  # before punctuation and ITN
+
+
+def words_to_unit_spans(words: Sequence[str], spans: Sequence[Span]) -> List[Span]:
+    """One span per timed unit of ``join_words(words)``.
+
+    A word that the unit splitter cuts further (``12`` → ``1``, ``2``) shares
+    its span evenly, so text and times always line up.
+    """
+    out: List[Span] = []
+    for word, (start, end) in zip(words, spans):
+        n = len(timed_units(word)) or 0
+        if n <= 1:
+            if n == 1:
+                out.append((int(start), int(end)))
+            continue
+        step = (int(end) - int(start)) // n
+        out.extend((int(start) + k * step, int(end) if k == n - 1 else int(start) + (k + 1) * step) for k in range(n))
+    return out
+
+
+class OfflinePipeline:
+    """Holds the shared, stateless models; :meth:`transcribe` is thread-safe."""
+
+    def __init__(
+        self,
+        asr: OfflineParaformer,
+        vad=None,
+        punctuator=None,
+        itn: Optional[Callable[[str], str]] = None,
+    ):
+        self.asr = asr
+        self.vad = vad
+        self.punctuator = punctuator
+        self.itn = itn
+
+    @property
+    def sample_rate(self) -> int:
+        return self.asr.sample_rate
+
+    @property
+    def has_timestamps(self) -> bool:
+        return self.asr.has_timestamps
+
+    def speech_segments(self, waveform: np.ndarray) -> List[Span]:
+        if waveform.size == 0:
+            return []
+        duration_ms = int(waveform.size * 1000 // self.sample_rate)
+        if self.vad is None:
+            return [(0, duration_ms)]
+        return [(int(s), int(e)) for s, e in self.vad.segments(waveform)]
+
+    def recognize_segments(self, waveform: np.ndarray, segments: Sequence[Span]) -> List[AsrResult]:
+        """Decode each segment; times are shifted to be absolute within ``waveform``."""
+        per_ms = self.sample_rate / 1000.0
+        pieces = [waveform[int(s * per_ms) : int(e * per_ms)] for s, e in segments]
+        results = self.asr.recognize(pieces)
+        return [r.shifted(int(s)) for r, (s, _) in zip(results, segments)]
+
+    def finish(self, results: Sequence[AsrResult], use_itn: bool = True, punctuate: Optional[Callable[[str], str]] = None) -> Transcript:
+        """Join segment results, punctuate, normalise and time the text.
+
+        ``punctuate`` overrides the offline punctuator (2pass passes the
+        realtime model with its per-stream cache).
+        """
+        words: List[str] = [w for r in results for w in r.words]
+        raw = join_words(words)
+        spans: Optional[List[Span]] = None
+        if self.has_timestamps:
+            spans = words_to_unit_spans(words, [s for r in results for s in (r.word_spans or [])])
+        text = raw
+        if text:
+            if punctuate is not None:
+                text = punctuate(text)
+            elif self.punctuator is not None:
+                text = self.punctuator.punctuate(text).text
+        if spans is not None and text != raw:
+            spans = realign_spans(raw, text, spans) or spans
+        if use_itn and self.itn is not None and text:
+            normalised = self.itn(text)
+            if spans is not None and normalised != text:
+                moved = realign_spans(text, normalised, spans)
+                if moved is None:
+                    log.debug("ITN timestamp realignment failed; keeping the pre-ITN times")
+                else:
+                    spans = moved
+            text = normalised
+        sentences = sentence_pieces(text, spans) if spans is not None else None
+        return Transcript(text=text, timestamps=spans, sentences=sentences, raw_text=raw)
+
+    def transcribe(self, waveform: np.ndarray, use_itn: bool = True) -> Transcript:
+        """The whole offline pipeline on one utterance (mono float32 at :attr:`sample_rate`)."""
+        segments = self.speech_segments(waveform)
+        results = self.recognize_segments(waveform, segments) if segments else []
+        transcript = self.finish(results, use_itn=use_itn)
+        transcript.segments = list(segments)
+        return transcript

@@ -1,0 +1,215 @@
+"""``funasr-wss-server``: the reference's flags, our server.
+
+Flags are spelled as in FunASR's C++ server (``--model-dir``) and also with
+underscores (``--model_dir``) as its Python server and many scripts write them.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import ssl
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from models.model_dir import ModelDirError
+
+from .app import MIB, AsrServer, ServerOptions
+from .decoder_pool import DecoderPool
+from .hotwords import HotwordError, parse_hotword_file
+from .offline_session import SessionLimits
+from .settings import ServerSettings
+
+log = logging.getLogger("funasr_wss_server")
+
+
+class CliError(SystemExit):
+    """A configuration the server refuses to start with; the message says what to change."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+
+def _bool(value: str) -> bool:
+    v = str(value).strip().lower()
+    if v in ("true", "1", "yes", "on"):
+        return True
+    if v in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _optional_path(value: str) -> Optional[str]:
+    """The reference turns a feature off with an empty value (and ``0`` for --certfile)."""
+    v = value.strip()
+    return v or None
+
+
+def build_parser(prog: str = "funasr-wss-server") -> argparse.ArgumentParser:
+    d = ServerSettings()
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="FunASR-compatible WebSocket speech recognition server (pure Python, onnxruntime).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+    def add(name: str, **kw):
+        flag = "--" + name.replace("_", "-")
+        names = [flag] if "-" not in name and "_" not in name else [flag, "--" + name]
+        p.add_argument(*names, dest=name, **kw)
+
+    add("listen_ip", default=d.listen_ip, help="address to listen on")
+    add("port", type=int, default=d.port, help="TCP port for ws:// (and wss:// with a certificate)")
+    add("model_dir", default=d.model_dir, help="offline ASR model: a local directory or a ModelScope id")
+    add("model_revision", default=None, help="ModelScope revision of --model-dir")
+    add("online_model_dir", type=_optional_path, default=None, help="streaming ASR model (2pass profile)")
+    add("online_model_revision", default=None, help="ModelScope revision of --online-model-dir")
+    add("vad_dir", type=_optional_path, default=d.vad_dir, help="FSMN VAD model ('' disables VAD)")
+    add("vad_revision", default=None, help="ModelScope revision of --vad-dir")
+    add("punc_dir", type=_optional_path, default=d.punc_dir, help="CT-Transformer punctuation model ('' disables punctuation)")
+    add("punc_revision", default=None, help="ModelScope revision of --punc-dir")
+    add("itn_dir", type=_optional_path, default=None,
+        help="directory (or ModelScope id) with zh_itn_tagger.fst and zh_itn_verbalizer.fst; default: WeTextProcessing's bundled grammar")
+    add("itn_revision", default=None, help="ModelScope revision of --itn-dir")
+    add("lm_dir", type=_optional_path, default=None, help="n-gram LM for WFST decoding (not supported yet)")
+    add("lm_revision", default=None, help="ModelScope revision of --lm-dir")
+    add("hotword", type=_optional_path, default=None, help="hotword file, one 'word weight' per line")
+    add("quantize", type=_bool, nargs="?", const=True, default=d.quantize, help="use model_quant.onnx for ASR")
+    add("vad_quant", type=_bool, nargs="?", const=True, default=d.vad_quant, help="use model_quant.onnx for VAD")
+    add("punc_quant", type=_bool, nargs="?", const=True, default=d.punc_quant, help="use model_quant.onnx for punctuation")
+    add("download_model_dir", default=str(Path("~/.cache/funasr-wss-server/models")), help="where ModelScope downloads go")
+    add("decoder_thread_num", type=int, default=d.decoder_thread_num, help="threads running model work")
+    add("io_thread_num", type=int, default=d.io_thread_num,
+        help="accepted for compatibility: asyncio serves every socket from one event loop")
+    add("model_thread_num", type=int, default=d.model_thread_num, help="onnxruntime intra-op threads per model call")
+    add("batch_size", type=int, default=d.batch_size, help="VAD segments per offline Paraformer call")
+    add("device", choices=("cpu", "cuda"), default=d.device, help="onnxruntime execution provider")
+    p.add_argument("--gpu", dest="gpu", action="store_true", help="same as --device cuda")
+    add("certfile", type=_optional_path, default=None, help="PEM certificate for wss:// ('' or 0: plain ws://)")
+    add("keyfile", type=_optional_path, default=None, help="PEM private key for --certfile")
+    add("max_message_mib", type=int, default=d.max_message_mib, help="largest single WebSocket message")
+    add("max_utterance_seconds", type=int, default=d.max_utterance_seconds, help="most audio per utterance (16 kHz PCM equivalent)")
+    add("log_level", default=d.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging level")
+    # Flags of the reference that only matter with features we do not have; accepted so scripts run.
+    for name, kw in (
+        ("bladedisc", dict(type=_bool, nargs="?", const=True, default=True)),
+        ("global_beam", dict(type=float, default=3.0)),
+        ("lattice_beam", dict(type=float, default=3.0)),
+        ("am_scale", dict(type=float, default=10.0)),
+        ("fst_inc_wts", dict(type=int, default=20)),
+    ):
+        add(name, help=argparse.SUPPRESS, **kw)
+    return p
+
+
+def settings_from_args(argv: Optional[Sequence[str]] = None, prog: str = "funasr-wss-server") -> ServerSettings:
+    args = build_parser(prog).parse_args(argv)
+    known = {f.name for f in fields(ServerSettings)}
+    settings = ServerSettings(**{k: v for k, v in vars(args).items() if k in known})
+    if args.gpu:
+        settings.device = "cuda"
+    if settings.certfile == "0":
+        settings.certfile = None
+    if settings.lm_dir:
+        raise CliError(
+            "--lm-dir: WFST decoding with an n-gram LM is not supported by this server yet. "
+            "Remove --lm-dir (recognition works without it)."
+        )
+    if settings.online_model_dir:
+        raise CliError(
+            "--online-model-dir: the 2pass profile (online/2pass modes) is not available in this version. "
+            "Remove --online-model-dir to serve the offline profile."
+        )
+    for name in ("decoder_thread_num", "model_thread_num", "batch_size", "max_message_mib", "max_utterance_seconds"):
+        if getattr(settings, name) < 1:
+            raise CliError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= settings.port <= 65535:
+        raise CliError("--port must be between 0 and 65535")
+    return settings
+
+
+def ssl_context(settings: ServerSettings) -> Optional[ssl.SSLContext]:
+    if not settings.certfile:
+        return None
+    cert = Path(settings.certfile)
+    if not cert.is_file():
+        raise CliError(f"--certfile {cert} does not exist (pass --certfile 0 to serve plain ws://)")
+    key = Path(settings.keyfile) if settings.keyfile else None
+    if key is not None and not key.is_file():
+        raise CliError(f"--keyfile {key} does not exist")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(str(cert), str(key) if key else None)
+    except (ssl.SSLError, OSError) as exc:
+        raise CliError(f"cannot load the certificate {cert}: {exc}") from None
+    return ctx
+
+
+async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = None) -> None:
+    from .model_loader import load_offline_pipeline
+
+    server_hotwords = {}
+    if settings.hotword:
+        try:
+            server_hotwords = parse_hotword_file(Path(settings.hotword))
+        except (OSError, HotwordError) as exc:
+            raise CliError(f"--hotword: {exc}") from None
+    context = ssl_context(settings)
+    try:
+        pipeline = await asyncio.to_thread(load_offline_pipeline, settings)
+    except ModelDirError as exc:
+        raise CliError(str(exc)) from None
+    pool = DecoderPool(settings.decoder_thread_num)
+    options = ServerOptions(
+        host=settings.listen_ip,
+        port=settings.port,
+        max_message_bytes=settings.max_message_mib * MIB,
+        limits=SessionLimits(max_utterance_bytes=settings.max_utterance_seconds * 16000 * 2),
+        ssl_context=context,
+    )
+    server = AsrServer(pipeline, pool, options, server_hotwords)
+    await server.start()
+    log.info(
+        "serving the offline profile on %s://%s:%d (%d decoder threads)",
+        "wss" if context else "ws",
+        settings.listen_ip,
+        server.port,
+        settings.decoder_thread_num,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+            pass
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    log.info("shutting down")
+    await server.close()
+    pool.shutdown(wait=True)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    try:
+        settings = settings_from_args(argv)
+        logging.basicConfig(
+            level=settings.log_level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        asyncio.run(run_server(settings))
+    except CliError as exc:
+        print(f"funasr-wss-server: error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

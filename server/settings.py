@@ -1,0 +1,40 @@
+"""Everything the command line decides, as one dataclass."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+DEFAULT_ASR_MODEL = "iic/speech_paraformer-large-vad-punc_asr_nat-zh-cn-16k-common-vocab8404-onnx"
+DEFAULT_VAD_MODEL = "iic/speech_fsmn_vad_zh-cn-16k-common-onnx"
+DEFAULT_PUNC_MODEL = "iic/punc_ct-transformer_zh-cn-common-vocab272727-onnx"
+
+
+@dataclass
+class ServerSettings:
+    listen_ip: str = "0.0.0.0"
+    port: int = 10096
+    model_dir: str = DEFAULT_ASR_MODEL
+    model_revision: Optional[str] = None
+    online_model_dir: Optional[str] = None
+    vad_dir: Optional[str] = DEFAULT_VAD_MODEL
+    vad_revision: Optional[str] = None
+    punc_dir: Optional[str] = DEFAULT_PUNC_MODEL
+    punc_revision: Optional[str] = None
+    itn_dir: Optional[str] = None
+    itn_revision: Optional[str] = None
+    lm_dir: Optional[str] = None
+    hotword: Optional[str] = None
+    quantize: bool = True
+    vad_quant: bool = True
+    punc_quant: bool = True
+    download_model_dir: Optional[str] = None
+    decoder_thread_num: int = 8
+    io_thread_num: int = 2
+    model_thread_num: int = 1
+    batch_size: int = 1
+    device: str = "cpu"
+    certfile: Optional[str] = None
+    keyfile: Optional[str] = None
+    max_message_mib: int = 32
+    max_utterance_seconds: int = 3 * 3600
+    log_level: str = "INFO"

@@ -1,0 +1,69 @@
+"""Run a real server on a loopback port in a background thread, for protocol tests."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Optional
+
+from server.app import AsrServer, ServerOptions
+from server.decoder_pool import DecoderPool
+from server.model_loader import load_offline_pipeline
+from server.offline_session import SessionLimits
+from server.settings import ServerSettings
+from tests.paths import ASR_TIMESTAMP_DIR, PUNC_DIR, VAD_DIR
+
+
+def fixture_settings(**overrides) -> ServerSettings:
+    base = dict(
+        listen_ip="127.0.0.1",
+        port=0,
+        model_dir=str(ASR_TIMESTAMP_DIR),
+        vad_dir=str(VAD_DIR),
+        punc_dir=str(PUNC_DIR),
+        quantize=False,
+        vad_quant=False,
+        punc_quant=False,
+        decoder_thread_num=2,
+    )
+    base.update(overrides)
+    return ServerSettings(**base)
+
+
+class ServerThread:
+    """Starts :class:`AsrServer` with its own event loop; ``url`` points at it."""
+
+    def __init__(self, settings: ServerSettings, pipeline=None, limits: Optional[SessionLimits] = None, max_message_bytes: Optional[int] = None):
+        self.settings = settings
+        self.pipeline = pipeline or load_offline_pipeline(settings)
+        self.limits = limits or SessionLimits()
+        self.max_message_bytes = max_message_bytes or settings.max_message_mib * (1 << 20)
+        self.loop = asyncio.new_event_loop()
+        self.server: Optional[AsrServer] = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        pool = DecoderPool(self.settings.decoder_thread_num)
+        options = ServerOptions(host="127.0.0.1", port=0, max_message_bytes=self.max_message_bytes, limits=self.limits)
+        self.server = AsrServer(self.pipeline, pool, options)
+        self.loop.run_until_complete(self.server.start())
+        self._started.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.server.close())
+        pool.shutdown()
+
+    def __enter__(self) -> "ServerThread":
+        self._thread.start()
+        if not self._started.wait(30):
+            raise RuntimeError("server did not start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"ws://127.0.0.1:{self.server.port}"

@@ -1,0 +1,19 @@
+"""Where the test fixtures live (copied from the project's shared fixture set; see fixtures/README.md)."""
+from pathlib import Path
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+MODELS = FIXTURES / "models"
+AUDIO = FIXTURES / "audio"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+VAD_DIR = MODELS / "speech_fsmn_vad_zh-cn-16k-common-onnx"
+ASR_TIMESTAMP_DIR = MODELS / "speech_paraformer-large-vad-punc_asr_nat-zh-cn-16k-common-vocab8404-onnx"
+ASR_PLAIN_DIR = MODELS / "speech_paraformer-large_asr_nat-zh-cn-16k-common-vocab8404-onnx"
+ASR_ONLINE_DIR = MODELS / "speech_paraformer-large_asr_nat-zh-cn-16k-common-vocab8404-online-onnx"
+PUNC_DIR = MODELS / "punc_ct-transformer_zh-cn-common-vocab272727-onnx"
+PUNC_REALTIME_DIR = MODELS / "punc_ct-transformer_zh-cn-common-vad_realtime-vocab272727-onnx"
+
+
+def audio_clips():
+    """Every fixture clip (wav, mp3, flac), sorted by name."""
+    return sorted(p for p in AUDIO.iterdir() if p.suffix in {".wav", ".mp3", ".flac"})

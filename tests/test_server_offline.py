@@ -1,0 +1,250 @@
+"""The offline profile through a real WebSocket client against a running server."""
+from __future__ import annotations
+
+import json
+import threading
+import wave
+
+import numpy as np
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from models.audio import load_audio_file, pcm16_to_float, resample
+from server.offline_session import SessionLimits
+from tests.harness import ServerThread, fixture_settings
+from tests.paths import AUDIO, GOLDEN
+
+STRIDE = 1920  # 60 ms of 16 kHz int16, the stride of FunASR's Python client
+
+
+def read_pcm(name: str) -> tuple:
+    with wave.open(str(AUDIO / name)) as w:
+        return w.readframes(w.getnframes()), w.getframerate()
+
+
+def send_utterance(ws, audio: bytes, stride: int = STRIDE, **config) -> None:
+    ws.send(json.dumps({"mode": "offline", "wav_name": "test", "is_speaking": True, **config}))
+    for i in range(0, len(audio), stride):
+        ws.send(audio[i : i + stride])
+    ws.send(json.dumps({"is_speaking": False}))
+
+
+def recv_json(ws, timeout: float = 30.0) -> dict:
+    return json.loads(ws.recv(timeout=timeout))
+
+
+def assert_silent(ws, seconds: float = 0.3) -> None:
+    with pytest.raises(TimeoutError):
+        ws.recv(timeout=seconds)
+
+
+def expected(server, waveform: np.ndarray, itn: bool = True):
+    return server.pipeline.transcribe(waveform, use_itn=itn)
+
+
+def test_reference_client_flow_gives_one_offline_message(offline_server):
+    pcm, rate = read_pcm("zh01_asr_example_zh.wav")
+    assert rate == 16000
+    with connect(offline_server.url) as ws:
+        send_utterance(ws, pcm, wav_name="zh01", wav_format="pcm", audio_fs=16000, chunk_size=[5, 10, 5])
+        msg = recv_json(ws)
+        assert_silent(ws)
+    want = expected(offline_server, pcm16_to_float(pcm))
+    assert msg["mode"] == "offline"
+    assert msg["wav_name"] == "zh01"
+    assert msg["is_final"] is False
+    assert msg["text"] == want.text and msg["text"]
+    assert isinstance(msg["timestamp"], str) and " " not in msg["timestamp"]
+    stamps = json.loads(msg["timestamp"])
+    assert stamps == [list(s) for s in want.timestamps]
+    assert all(len(s) == 2 and s[0] <= s[1] for s in stamps)
+    assert isinstance(msg["stamp_sents"], list) and msg["stamp_sents"]
+    for piece in msg["stamp_sents"]:
+        assert set(piece) == {"text_seg", "punc", "start", "end", "ts_list"}
+        assert piece["punc"] in {"，", "。", "？", "、", ",", "?", ""}
+        assert piece["start"] == piece["ts_list"][0][0] and piece["end"] == piece["ts_list"][-1][1]
+        assert len(piece["text_seg"].split(" ")) == len(piece["ts_list"])
+    assert sum(len(p["ts_list"]) for p in msg["stamp_sents"]) == len(stamps)
+
+
+def test_timestamps_lie_inside_the_real_vad_segments(offline_server):
+    """Tokens come only from the oracle VAD's speech segments of the 30 s clip."""
+    vad_gold = json.loads((GOLDEN / "asr.json").read_text("utf-8"))["long02_vad_30s_48k.wav"]
+    segments = [s["segment"] for s in vad_gold["segments"]]
+    waveform = load_audio_file(AUDIO / "long02_vad_30s_48k.wav", 16000)
+    assert expected(offline_server, waveform).segments == [tuple(s) for s in segments]
+    pcm = (np.clip(waveform, -1, 1) * 32767).astype("<i2").tobytes()
+    with connect(offline_server.url) as ws:
+        send_utterance(ws, pcm, stride=32000, wav_name="long")
+        msg = recv_json(ws)
+    stamps = json.loads(msg["timestamp"])
+    assert stamps
+    # A token may end up to one 60 ms LFR frame past its segment (the last frame is padded).
+    for start, end in stamps:
+        assert any(s <= start and end <= e + 60 for s, e in segments), (start, end)
+    for s, e in segments:  # every speech segment produced text
+        assert any(s <= a and b <= e + 60 for a, b in stamps)
+
+
+def test_empty_audio_gives_one_empty_message(offline_server):
+    with connect(offline_server.url) as ws:
+        send_utterance(ws, b"", wav_name="empty")
+        msg = recv_json(ws)
+        assert_silent(ws)
+    assert msg["text"] == "" and msg["is_final"] is False and msg["wav_name"] == "empty"
+    assert msg["timestamp"] == "[]" and msg["stamp_sents"] == []
+
+
+@pytest.mark.parametrize("name,fmt", [("zh14_sensevoice_zh.mp3", "mp3"), ("zh15_sr_chinese.flac", "flac"), ("zh11_cosy_zero_shot.wav", "wav")])
+def test_container_formats_are_decoded(offline_server, name, fmt):
+    data = (AUDIO / name).read_bytes()
+    with connect(offline_server.url) as ws:
+        send_utterance(ws, data, stride=len(data) or 1, wav_name=name, wav_format=fmt)
+        msg = recv_json(ws)
+    want = expected(offline_server, load_audio_file(AUDIO / name, 16000))
+    assert "error" not in msg
+    assert msg["text"] == want.text
+    assert json.loads(msg["timestamp"]) == [list(s) for s in want.timestamps]
+
+
+def test_8khz_pcm_is_resampled(offline_server):
+    pcm, rate = read_pcm("k8_BAC009S0764W0121_8k.wav")
+    assert rate == 8000
+    with connect(offline_server.url) as ws:
+        send_utterance(ws, pcm, stride=960, wav_name="k8", audio_fs=8000)
+        msg = recv_json(ws)
+    want = expected(offline_server, resample(pcm16_to_float(pcm), 8000, 16000))
+    assert msg["text"] == want.text and msg["text"]
+    # The same clip sent as if it were 16 kHz is a different (wrong) signal: the rate matters.
+    assert want.text != expected(offline_server, pcm16_to_float(pcm)).text
+
+
+def test_two_utterances_on_one_connection(offline_server):
+    a, _ = read_pcm("zh03_triton_mid.wav")
+    b, _ = read_pcm("zh05_BAC009S0724W0121.wav")
+    with connect(offline_server.url) as ws:
+        send_utterance(ws, a, wav_name="first")
+        first = recv_json(ws)
+        send_utterance(ws, b, wav_name="second", itn=False)
+        second = recv_json(ws)
+        ws.send(json.dumps({"is_speaking": False}))  # a second end signal with no audio
+        third = recv_json(ws)
+    assert (first["wav_name"], second["wav_name"]) == ("first", "second")
+    assert first["text"] == expected(offline_server, pcm16_to_float(a)).text
+    assert second["text"] == expected(offline_server, pcm16_to_float(b), itn=False).text
+    assert third["text"] == "" and third["wav_name"] == "second"
+
+
+def test_audio_before_the_first_config_is_dropped(offline_server):
+    pcm, _ = read_pcm("zh03_triton_mid.wav")
+    with connect(offline_server.url) as ws:
+        ws.send(pcm)
+        ws.send(json.dumps({"mode": "offline", "wav_name": "late"}))
+        ws.send(json.dumps({"is_speaking": False}))
+        msg = recv_json(ws)
+    assert msg["text"] == ""
+
+
+@pytest.mark.parametrize("not_an_end", [0, "false", None, "False"])
+def test_only_json_false_ends_an_utterance(offline_server, not_an_end):
+    pcm, _ = read_pcm("zh03_triton_mid.wav")
+    with connect(offline_server.url) as ws:
+        ws.send(json.dumps({"mode": "offline", "wav_name": "x"}))
+        ws.send(pcm)
+        ws.send(json.dumps({"is_speaking": not_an_end}))
+        assert_silent(ws)
+        ws.send(json.dumps({"is_finished": True}))
+        msg = recv_json(ws)
+    assert msg["text"] == expected(offline_server, pcm16_to_float(pcm)).text
+
+
+def test_any_mode_is_answered_as_offline_on_the_offline_profile(offline_server):
+    pcm, _ = read_pcm("zh03_triton_mid.wav")
+    for mode in ("2pass", "online", "nonsense"):
+        with connect(offline_server.url) as ws:
+            ws.send(json.dumps({"mode": mode, "wav_name": mode, "chunk_size": [5, 10, 5]}))
+            ws.send(pcm)
+            ws.send(json.dumps({"is_speaking": False}))
+            msg = recv_json(ws)
+            assert_silent(ws)
+        assert msg["mode"] == "offline" and msg["is_final"] is False and msg["text"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["{not json", "[1, 2, 3]", '"just a string"', '{"audio_fs": "fast"}', '{"itn": "maybe"}', '{"chunk_size": [5, 10]}', '{"audio_fs": 5}', '{"mode": 3}'],
+)
+def test_bad_control_messages_get_an_error_and_the_connection_recovers(offline_server, bad):
+    pcm, _ = read_pcm("zh03_triton_mid.wav")
+    with connect(offline_server.url) as ws:
+        ws.send(json.dumps({"mode": "offline", "wav_name": "x"}))
+        ws.send(pcm)
+        ws.send(bad)
+        err = recv_json(ws)
+        assert err["is_final"] is True and err["error"] and err["text"] == ""
+        # The utterance was discarded; a new one works on the same connection.
+        send_utterance(ws, pcm, wav_name="after")
+        msg = recv_json(ws)
+    assert msg["wav_name"] == "after"
+    assert msg["text"] == expected(offline_server, pcm16_to_float(pcm)).text
+
+
+def test_garbage_container_audio_gets_an_error_while_others_carry_on(offline_server):
+    pcm, _ = read_pcm("zh09_paddle_zh.wav")
+    want = expected(offline_server, pcm16_to_float(pcm)).text
+    results = {}
+
+    def good_client(i):
+        with connect(offline_server.url) as ws:
+            send_utterance(ws, pcm, wav_name=f"good{i}")
+            results[i] = recv_json(ws)
+
+    threads = [threading.Thread(target=good_client, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    with connect(offline_server.url) as ws:
+        send_utterance(ws, np.random.default_rng(0).bytes(50000), stride=50000, wav_name="junk", wav_format="mp3")
+        bad = recv_json(ws)
+    for t in threads:
+        t.join(60)
+    assert bad["text"] == "" and "error" in bad and bad["wav_name"] == "junk"
+    assert [results[i]["text"] for i in range(3)] == [want] * 3
+
+
+def test_odd_byte_counts_and_tiny_chunks_are_fine(offline_server):
+    pcm, _ = read_pcm("zh03_triton_mid.wav")
+    with connect(offline_server.url) as ws:
+        send_utterance(ws, pcm[:12345], stride=777, wav_name="odd")
+        msg = recv_json(ws)
+    assert msg["text"] == expected(offline_server, pcm16_to_float(pcm[:12344])).text
+
+
+def test_binary_subprotocol_is_accepted_not_required(offline_server):
+    with connect(offline_server.url, subprotocols=["binary"]) as ws:
+        assert ws.subprotocol == "binary"
+        send_utterance(ws, b"", wav_name="sp")
+        assert recv_json(ws)["wav_name"] == "sp"
+    with connect(offline_server.url) as ws:
+        assert ws.subprotocol is None
+
+
+def test_limits_message_size_and_utterance_length():
+    settings = fixture_settings()
+    with ServerThread(settings, max_message_bytes=64 * 1024, limits=SessionLimits(max_utterance_bytes=200_000)) as server:
+        with connect(server.url) as ws:
+            ws.send(json.dumps({"mode": "offline", "wav_name": "big"}))
+            for _ in range(4):
+                ws.send(b"\0" * 60_000)  # 240 kB in total: over the utterance cap
+            err = recv_json(ws)
+            assert err["is_final"] is True and "too long" in err["error"]
+            ws.send(json.dumps({"is_speaking": False}))  # the oversized utterance is dropped
+            send_utterance(ws, b"\0" * 32000, stride=32000, wav_name="ok")
+            msg = recv_json(ws)
+            assert msg["wav_name"] == "ok" and msg["text"] == ""
+        with connect(server.url) as ws:
+            ws.send(json.dumps({"mode": "offline"}))
+            ws.send(b"\0" * 100_000)  # one frame over the message limit
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+            assert closed.value.rcvd.code == 1009
