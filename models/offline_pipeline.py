@@ -13,12 +13,14 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .paraformer import AsrResult, OfflineParaformer
-from .sentences import SentencePiece, realign_spans, sentence_pieces, split_units, timed_units
+from .sentences import SentencePiece, realign_spans, sentence_pieces, timed_units
 from .tokens import join_words
 
 log = logging.getLogger(__name__)
 
 Span = Tuple[int, int]
+
+UNKNOWN_MARK = "<unk>"
 
 
 @dataclass
@@ -105,6 +107,9 @@ class OfflinePipeline:
                 text = punctuate(text)
             elif self.punctuator is not None:
                 text = self.punctuator.punctuate(text).text
+            # The CT-Transformer's class 0 is "<unk>", which FunASR writes out verbatim;
+            # trained models never predict it, untrained ones do.  It is no punctuation.
+            text = text.replace(UNKNOWN_MARK, "")
         if spans is not None and text != raw:
             spans = realign_spans(raw, text, spans) or spans
         if use_itn and self.itn is not None and text:

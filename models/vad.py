@@ -49,11 +49,12 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
+import kaldi_native_fbank as knf
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .config import load_config
-from .frontend import Frontend, FrontendConfig, apply_cmvn, compute_fbank
+from .frontend import INT16_SCALE, Frontend, FrontendConfig, apply_cmvn, compute_fbank, fbank_options
 from .model_dir import pick_onnx_file
 from .onnx_session import RuntimeOptions, create_session
 
@@ -628,10 +629,14 @@ class _StreamingFeatures:
             raise ValueError("VAD model_conf frame geometry differs from frontend_conf")
         self.m, self.n = int(fcfg.lfr_m), int(fcfg.lfr_n)
         self.left = (self.m - 1) // 2
+        self._options = fbank_options(fcfg)
         self.reset()
 
     def reset(self) -> None:
-        self._tail = np.zeros(0, dtype=np.float32)  # samples from fbank frame self._frames on
+        # One extractor per stream: building one computes the mel bank (~0.1 ms),
+        # too much to repeat every 50 ms.  Frames read are popped from it at once.
+        self._extractor = knf.OnlineFbank(self._options)
+        self._tail = np.zeros(0, dtype=np.float32)  # samples from fbank frame self._frames on (decibels)
         self._frames = 0  # fbank frames computed
         self._ctx = np.zeros((0, self.fcfg.n_mels), dtype=np.float32)
         self._ctx_first = 0  # fbank index of self._ctx[0]
@@ -645,16 +650,22 @@ class _StreamingFeatures:
 
     def push(self, samples: np.ndarray, final: bool) -> Tuple[np.ndarray, List[float], int]:
         """Add samples; return (new LFR+CMVN frames, their decibels, index of the first)."""
-        buf = np.concatenate([self._tail, np.asarray(samples, dtype=np.float32).reshape(-1)])
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        buf = np.concatenate([self._tail, x])
         n_new = (buf.size - self.length) // self.shift + 1 if buf.size >= self.length else 0
+        if x.size:
+            # same int16 scaling as models.frontend.compute_fbank
+            self._extractor.accept_waveform(float(self.fcfg.fs), x * np.float32(INT16_SCALE))
         if n_new:
-            used = buf[: (n_new - 1) * self.shift + self.length]
-            fb = compute_fbank(used, self.fcfg)
-            if fb.shape[0] != n_new:  # pragma: no cover - kaldi framing is fixed
-                raise RuntimeError(f"fbank gave {fb.shape[0]} frames, expected {n_new}")
+            ready = self._extractor.num_frames_ready
+            if ready != self._frames + n_new:  # pragma: no cover - kaldi framing is fixed
+                raise RuntimeError(f"fbank has {ready} frames, expected {self._frames + n_new}")
+            get = self._extractor.get_frame
+            fb = np.array([get(i) for i in range(self._frames, ready)], dtype=np.float32)
+            self._extractor.pop(n_new)
             self._ctx = np.concatenate([self._ctx, fb]) if self._ctx.size else fb
-            self._db.extend(frame_decibels(used, n_new, self.db_length, self.db_shift))
-            self._frames += n_new
+            self._db.extend(frame_decibels(buf, n_new, self.db_length, self.db_shift))
+            self._frames = ready
         self._tail = buf[n_new * self.shift :].copy()
 
         total = self._frames

@@ -80,7 +80,7 @@ def parse_client_hotwords(value: Optional[str]) -> Dict[str, int]:
         return {}
     words: Dict[str, int] = {}
     parsed = None
-    if text.startswith("{"):
+    if text.startswith(("{", "[")):
         try:
             parsed = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -17,3 +17,14 @@ PUNC_REALTIME_DIR = MODELS / "punc_ct-transformer_zh-cn-common-vad_realtime-voca
 def audio_clips():
     """Every fixture clip (wav, mp3, flac), sorted by name."""
     return sorted(p for p in AUDIO.iterdir() if p.suffix in {".wav", ".mp3", ".flac"})
+
+
+#: Files every fixture model directory must have; checked before any test runs.
+REQUIRED_MODEL_FILES = {
+    VAD_DIR.name: ("model.onnx", "model_quant.onnx", "config.yaml", "am.mvn"),
+    ASR_TIMESTAMP_DIR.name: ("model.onnx", "model_quant.onnx", "config.yaml", "am.mvn", "tokens.json"),
+    ASR_PLAIN_DIR.name: ("model.onnx", "model_quant.onnx", "config.yaml", "am.mvn", "tokens.json"),
+    ASR_ONLINE_DIR.name: ("model.onnx", "decoder.onnx", "config.yaml", "am.mvn", "tokens.json"),
+    PUNC_DIR.name: ("model.onnx", "model_quant.onnx", "config.yaml", "tokens.json"),
+    PUNC_REALTIME_DIR.name: ("model.onnx", "model_quant.onnx", "config.yaml", "tokens.json"),
+}

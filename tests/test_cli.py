@@ -1,0 +1,129 @@
+"""The ``funasr-wss-server`` command: flags, start-up errors, a real process serving a file."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect
+
+from server.cli import CliError, settings_from_args
+from tests.paths import ASR_TIMESTAMP_DIR, AUDIO, PUNC_DIR, VAD_DIR
+
+SERVER_CMD = [sys.executable, "-m", "server"]
+
+
+def test_defaults_follow_the_reference():
+    s = settings_from_args([])
+    assert s.port == 10096 and s.listen_ip == "0.0.0.0"
+    assert s.model_dir.startswith("iic/") and s.vad_dir.startswith("iic/") and s.punc_dir.startswith("iic/")
+    assert s.quantize and s.vad_quant and s.punc_quant
+    assert (s.decoder_thread_num, s.model_thread_num, s.io_thread_num) == (8, 1, 2)
+    assert s.itn_dir is None and s.certfile is None and s.device == "cpu"
+
+
+def test_dash_and_underscore_spellings():
+    a = settings_from_args(["--model-dir", "/m", "--vad_dir", "/v", "--punc-quant", "false", "--decoder_thread_num", "3", "--quantize", "false"])
+    assert (a.model_dir, a.vad_dir, a.punc_quant, a.decoder_thread_num, a.quantize) == ("/m", "/v", False, 3, False)
+    b = settings_from_args(["--quantize", "--model_thread_num", "2", "--punc-dir", "", "--certfile", "0", "--gpu"])
+    assert b.quantize is True and b.model_thread_num == 2 and b.punc_dir is None and b.certfile is None
+    assert b.device == "cuda"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--lm-dir", "damo/speech_ngram_lm_zh-cn-ai-wesp-fst"], "--lm-dir"),
+    (["--online-model-dir", "/x"], "--online-model-dir"),
+    (["--decoder-thread-num", "0"], "--decoder-thread-num"),
+])
+def test_unsupported_or_bad_flags_are_refused(argv, needle):
+    with pytest.raises(CliError) as err:
+        settings_from_args(argv)
+    assert needle in err.value.message
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited early: {proc.stderr.read()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("server did not open its port")
+
+
+def test_server_process_serves_a_file_and_stops_cleanly_on_sigterm(tmp_path):
+    port = _free_port()
+    hotwords = tmp_path / "hotwords.txt"
+    hotwords.write_text("阿里巴巴 20\n", encoding="utf-8")
+    proc = subprocess.Popen(
+        SERVER_CMD + ["--listen-ip", "127.0.0.1", "--port", str(port), "--model-dir", str(ASR_TIMESTAMP_DIR),
+                      "--vad-dir", str(VAD_DIR), "--punc-dir", str(PUNC_DIR), "--decoder-thread-num", "2",
+                      "--hotword", str(hotwords)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _wait_for_port(port, proc)
+        with wave.open(str(AUDIO / "zh01_asr_example_zh.wav")) as w:
+            pcm = w.readframes(w.getnframes())
+        with connect(f"ws://127.0.0.1:{port}") as ws:
+            ws.send(json.dumps({"mode": "offline", "wav_name": "cli", "wav_format": "pcm", "audio_fs": 16000}))
+            for i in range(0, len(pcm), 1920):
+                ws.send(pcm[i : i + 1920])
+            ws.send(json.dumps({"is_speaking": False}))
+            msg = json.loads(ws.recv(timeout=60))
+        assert msg["wav_name"] == "cli" and msg["text"] and msg["mode"] == "offline"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_unreachable_hub_stops_at_once_with_advice(tmp_path):
+    env = dict(os.environ, MODELSCOPE_DOMAIN="127.0.0.1:9")  # nothing listens on the discard port
+    started = time.time()
+    proc = subprocess.run(
+        SERVER_CMD + ["--port", str(_free_port()), "--download-model-dir", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert time.time() - started < 30
+    assert "unreachable" in proc.stderr and "--model-dir" in proc.stderr
+
+
+def test_missing_model_file_is_named(tmp_path):
+    broken = tmp_path / "asr"
+    shutil.copytree(ASR_TIMESTAMP_DIR, broken)
+    (broken / "tokens.json").unlink()
+    proc = subprocess.run(
+        SERVER_CMD + ["--port", str(_free_port()), "--model-dir", str(broken), "--vad-dir", str(VAD_DIR), "--punc-dir", ""],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2 and "tokens.json" in proc.stderr
+
+
+def test_earlier_download_is_reused_offline(tmp_path):
+    """A model already in --download-model-dir starts without the hub."""
+    from models.model_dir import resolve_model_dir
+
+    target = tmp_path / "iic" / "speech_fsmn_vad_zh-cn-16k-common-onnx"
+    shutil.copytree(VAD_DIR, target)
+    assert resolve_model_dir("iic/speech_fsmn_vad_zh-cn-16k-common-onnx", tmp_path) == target
