@@ -23,21 +23,27 @@ Three pieces:
   ``Fsmn_vad`` output.
 
 Known, deliberate differences from the reference (none of them can change a
-result with the shipped ``config.yaml``):
+result with the shipped ``config.yaml`` and the 2pass server's 50 ms chunks):
 
-* Streaming decibels.  ``Fsmn_vad_online`` hands the post-processor a
-  waveform that overlaps the previous call's, so its per-frame decibel list
-  drifts away from the frame it is indexed with.  Here frame ``t``'s decibel is
-  always computed from samples ``[t*shift, t*shift + length)`` (what the
-  offline path does).  Decibels only enter through ``decibel_thres`` and
-  ``snr_thres``; at their defaults (-100) no frame can fail either test
-  (a frame's level is at least -60 dB).
-* Inputs the reference crashes on (empty audio, fewer than three frames in
-  streaming, a silence probability of exactly 0 or 1, which makes it take
-  ``log(0)``) give the mathematically natural answer here instead.
-* Offline audio whose frame count is ``1 (mod 6000)`` makes the reference
-  run a spurious one-frame chunk on a freshly reset state machine; that chunk
-  is skipped here (with default thresholds it cannot produce a segment).
+* Streaming decibels.  When its first chunk yields four or more fbank frames
+  (880 samples or more), ``Fsmn_vad_online`` hands the post-processor the
+  last four frames' samples again on every later call, so its per-frame
+  decibel list drifts four frames further from the frame it is read for with
+  each call.  Here frame ``t``'s decibel always comes from samples
+  ``[t*shift, t*shift + length)``, as in the offline path.  Decibels only
+  enter through ``decibel_thres`` and ``snr_thres``; at their defaults (-100)
+  no frame can fail either test (a frame's level is at least -60 dB), and with
+  800-sample chunks the reference stays aligned, so results agree even with
+  the gates on (tested).
+* Inputs the reference crashes on give the natural answer instead: empty
+  audio offline, a streaming call that yields no new frame, streams of one or
+  two frames, a silence probability of exactly 0 or 1 (``log(0)``).
+* Offline audio of ``6000*k + 1`` frames makes the reference run a spurious
+  one-frame chunk on a freshly reset state machine; it is skipped here (it
+  cannot produce a segment unless ``sil_to_speech_time_thres`` is a frame or
+  less).
+* A streaming call with more than 6000 new frames is scored in 6000-frame
+  blocks (the network's output does not depend on the blocking).
 * After ``is_final`` the whole stream, network caches included, starts afresh;
   the reference keeps the caches of the previous utterance.
 """
@@ -138,6 +144,11 @@ class VadConfig:
     frame_in_ms: int = 10
     frame_length_ms: int = 25
 
+    def __post_init__(self) -> None:
+        # YAML gives a list; keep the dataclass hashable and immutable
+        object.__setattr__(self, "sil_pdf_ids", tuple(int(i) for i in self.sil_pdf_ids))
+        self.validate()
+
     @classmethod
     def from_config(cls, conf: Optional[Mapping[str, Any]]) -> "VadConfig":
         """Build from a ``model_conf`` mapping; unknown keys are logged and ignored."""
@@ -146,20 +157,11 @@ class VadConfig:
         unknown = sorted(set(conf) - known)
         if unknown:
             log.warning("ignoring unknown VAD model_conf keys: %s", ", ".join(unknown))
-        values = {k: conf[k] for k in known if k in conf}
-        if "sil_pdf_ids" in values:
-            values["sil_pdf_ids"] = tuple(int(i) for i in values["sil_pdf_ids"])
-        cfg = cls(**values)
-        cfg.validate()
-        return cfg
+        return cls(**{k: conf[k] for k in known if k in conf})
 
     def with_overrides(self, **changes: Any) -> "VadConfig":
         """A copy with some fields changed (for example a per-server ``max_end_silence_time``)."""
-        if "sil_pdf_ids" in changes:
-            changes["sil_pdf_ids"] = tuple(int(i) for i in changes["sil_pdf_ids"])
-        cfg = replace(self, **changes)
-        cfg.validate()
-        return cfg
+        return replace(self, **changes)
 
     def validate(self) -> None:
         """Reject settings the reference would crash on (division by zero, log(0))."""
