@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import List, Union
+from typing import List, Optional, Union
 
 import av
 import numpy as np
@@ -19,10 +19,14 @@ class AudioDecodeError(ValueError):
     """The bytes are not audio that ffmpeg can decode."""
 
 
-def pcm16_to_float(data: bytes) -> np.ndarray:
+class AudioTooLongError(AudioDecodeError):
+    """The decoded audio is longer than the caller allows (a small file can decode to hours)."""
+
+
+def pcm16_to_float(data: Union[bytes, bytearray, memoryview]) -> np.ndarray:
     """int16 LE bytes → float32 in [-1, 1].  A dangling odd byte is ignored."""
-    usable = len(data) - (len(data) % 2)
-    return np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / np.float32(32768.0)
+    usable = (len(data) // 2) * 2
+    return np.frombuffer(data, dtype="<i2", count=usable // 2).astype(np.float32) / np.float32(32768.0)
 
 
 def resample(waveform: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
@@ -42,12 +46,16 @@ def resample(waveform: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
     return np.concatenate(pieces).astype(np.float32, copy=False)
 
 
-def decode_container(data: Union[bytes, bytearray, memoryview], target_rate: int) -> np.ndarray:
+def decode_container(
+    data: Union[bytes, bytearray, memoryview], target_rate: int, max_seconds: Optional[float] = None
+) -> np.ndarray:
     """Decode a whole audio file held in memory → mono float32 at ``target_rate``.
 
     Multi-channel audio is downmixed by the resampler.  Raises
-    :class:`AudioDecodeError` for anything ffmpeg cannot read.
+    :class:`AudioDecodeError` for anything ffmpeg cannot read, and
+    :class:`AudioTooLongError` as soon as the output passes ``max_seconds``.
     """
+    max_samples = None if max_seconds is None else int(max_seconds * target_rate)
     if len(data) == 0:
         return np.zeros(0, dtype=np.float32)
     try:
@@ -57,9 +65,13 @@ def decode_container(data: Union[bytes, bytearray, memoryview], target_rate: int
                 raise AudioDecodeError("the file has no audio stream")
             resampler = av.AudioResampler(format="flt", layout="mono", rate=int(target_rate))
             pieces: List[np.ndarray] = []
+            total = 0
             for frame in container.decode(streams[0]):
                 for out in resampler.resample(frame):
                     pieces.append(out.to_ndarray().reshape(-1))
+                    total += pieces[-1].size
+                if max_samples is not None and total > max_samples:
+                    raise AudioTooLongError(f"the audio is longer than {max_seconds:.0f} s")
             for out in resampler.resample(None):
                 pieces.append(out.to_ndarray().reshape(-1))
     except AudioDecodeError:

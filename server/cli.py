@@ -92,7 +92,7 @@ def build_parser(prog: str = "funasr-wss-server") -> argparse.ArgumentParser:
     add("certfile", type=_optional_path, default=None, help="PEM certificate for wss:// ('' or 0: plain ws://)")
     add("keyfile", type=_optional_path, default=None, help="PEM private key for --certfile")
     add("max_message_mib", type=int, default=d.max_message_mib, help="largest single WebSocket message")
-    add("max_utterance_seconds", type=int, default=d.max_utterance_seconds, help="most audio per utterance (16 kHz PCM equivalent)")
+    add("max_utterance_seconds", type=int, default=d.max_utterance_seconds, help="most audio per utterance, in seconds")
     add("log_level", default=d.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging level")
     # Flags of the reference that only matter with features we do not have; accepted so scripts run.
     for name, kw in (
@@ -168,7 +168,7 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
         host=settings.listen_ip,
         port=settings.port,
         max_message_bytes=settings.max_message_mib * MIB,
-        limits=SessionLimits(max_utterance_bytes=settings.max_utterance_seconds * 16000 * 2),
+        limits=SessionLimits(max_utterance_seconds=settings.max_utterance_seconds),
         ssl_context=context,
     )
     server = AsrServer(pipeline, pool, options, server_hotwords)

@@ -25,9 +25,16 @@ Send = Callable[[str], Awaitable[None]]
 
 @dataclass(frozen=True)
 class SessionLimits:
-    """Per-utterance bounds, so no client can make a connection grow without limit."""
+    """Per-utterance bounds, so no client can make a connection grow without limit.
 
-    max_utterance_bytes: int = 16000 * 2 * 3600 * 3  # three hours of 16 kHz PCM
+    Duration is what costs memory and time downstream (a 1 kHz PCM stream or a
+    compressed file is resampled/decoded to 16 kHz), so the cap is in seconds:
+    PCM is checked as it arrives, container files when decoded.  Container
+    bytes have their own cap.
+    """
+
+    max_utterance_seconds: float = 3 * 3600
+    max_container_bytes: int = 512 << 20
 
 
 class OfflineSession:
@@ -72,13 +79,18 @@ class OfflineSession:
     async def on_audio(self, data: bytes) -> None:
         if not self.configured or self.overflowed:
             return
-        if len(self.audio) + len(data) > self.limits.max_utterance_bytes:
+        size = len(self.audio) + len(data)
+        if self.config.is_pcm:
+            too_long = size / 2 / self.config.audio_fs > self.limits.max_utterance_seconds
+        else:
+            too_long = size > self.limits.max_container_bytes
+        if too_long:
             self.overflowed = True
             self.audio = bytearray()
-            limit_mb = self.limits.max_utterance_bytes / (1 << 20)
             await self.send(
                 error_message(
-                    f"utterance too long: more than {limit_mb:.0f} MiB of audio before the end signal",
+                    f"utterance too long: more than {self.limits.max_utterance_seconds:.0f} s "
+                    f"(or {self.limits.max_container_bytes >> 20} MiB of a compressed file) before the end signal",
                     self.config.wav_name,
                     "offline",
                 )
@@ -90,11 +102,18 @@ class OfflineSession:
         if self.overflowed:
             self._reset_utterance()
             return
-        audio, cfg = bytes(self.audio), self.config
+        # Hand the buffer itself to the pool (no copy on the event loop); start a new one.
+        audio, cfg = self.audio, self.config
         self.audio = bytearray()
         started = time.perf_counter()
         outcome = await self.pool.run(
-            transcribe_utterance, self.pipeline, audio, cfg.wav_format, cfg.audio_fs, cfg.itn
+            transcribe_utterance,
+            self.pipeline,
+            audio,
+            cfg.wav_format,
+            cfg.audio_fs,
+            cfg.itn,
+            self.limits.max_utterance_seconds,
         )
         t = outcome.transcript
         extra = {"error": outcome.error} if outcome.error else {}

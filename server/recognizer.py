@@ -6,7 +6,7 @@ place in ``server/`` that calls into ``models/``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import numpy as np
 
@@ -23,16 +23,25 @@ class OfflineOutcome:
     error: Optional[str] = None
 
 
-def decode_utterance(audio: bytes, wav_format: str, audio_fs: int, target_rate: int) -> np.ndarray:
+def decode_utterance(
+    audio: Union[bytes, bytearray], wav_format: str, audio_fs: int, target_rate: int, max_seconds: Optional[float] = None
+) -> np.ndarray:
     """Client bytes → mono float32 at ``target_rate`` (raises AudioDecodeError)."""
     if wav_format.lower() == "pcm":
         return resample(pcm16_to_float(audio), audio_fs, target_rate)
-    return decode_container(audio, target_rate)
+    return decode_container(audio, target_rate, max_seconds)
 
 
-def transcribe_utterance(pipeline: OfflinePipeline, audio: bytes, wav_format: str, audio_fs: int, use_itn: bool) -> OfflineOutcome:
+def transcribe_utterance(
+    pipeline: OfflinePipeline,
+    audio: Union[bytes, bytearray],
+    wav_format: str,
+    audio_fs: int,
+    use_itn: bool,
+    max_seconds: Optional[float] = None,
+) -> OfflineOutcome:
     try:
-        waveform = decode_utterance(audio, wav_format, audio_fs, pipeline.sample_rate)
+        waveform = decode_utterance(audio, wav_format, audio_fs, pipeline.sample_rate, max_seconds)
     except AudioDecodeError as exc:
         empty = Transcript(timestamps=[] if pipeline.has_timestamps else None, sentences=[] if pipeline.has_timestamps else None)
         return OfflineOutcome(empty, 0.0, error=str(exc))

@@ -229,19 +229,50 @@ def test_binary_subprotocol_is_accepted_not_required(offline_server):
         assert ws.subprotocol is None
 
 
+def silent_flac(seconds: int) -> bytes:
+    import io
+
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="flac") as out:
+        stream = out.add_stream("flac", rate=16000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000 * seconds), dtype=np.int16), format="s16", layout="mono")
+        frame.sample_rate = 16000
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
 def test_limits_message_size_and_utterance_length():
     settings = fixture_settings()
-    with ServerThread(settings, max_message_bytes=64 * 1024, limits=SessionLimits(max_utterance_bytes=200_000)) as server:
+    limits = SessionLimits(max_utterance_seconds=6, max_container_bytes=100_000)
+    with ServerThread(settings, max_message_bytes=64 * 1024, limits=limits) as server:
         with connect(server.url) as ws:
             ws.send(json.dumps({"mode": "offline", "wav_name": "big"}))
             for _ in range(4):
-                ws.send(b"\0" * 60_000)  # 240 kB in total: over the utterance cap
+                ws.send(b"\0" * 60_000)  # 240 kB = 7.5 s of 16 kHz PCM: over the 6 s cap
             err = recv_json(ws)
             assert err["is_final"] is True and "too long" in err["error"]
             ws.send(json.dumps({"is_speaking": False}))  # the oversized utterance is dropped
             send_utterance(ws, b"\0" * 32000, stride=32000, wav_name="ok")
             msg = recv_json(ws)
             assert msg["wav_name"] == "ok" and msg["text"] == ""
+        with connect(server.url) as ws:
+            # At 8 kHz, 120 kB is 7.5 s (at 16 kHz it would pass): the cap is in seconds, not bytes.
+            ws.send(json.dumps({"mode": "offline", "audio_fs": 8000}))
+            for _ in range(3):
+                ws.send(b"\0" * 40_000)
+            assert "too long" in recv_json(ws)["error"]
+            # A short compressed file that decodes to more than the cap is refused too.
+            ws.send(json.dumps({"is_speaking": False}))
+            bomb = silent_flac(seconds=20)
+            assert len(bomb) < 64 * 1024
+            send_utterance(ws, bomb, stride=len(bomb), wav_name="bomb", wav_format="flac")
+            msg = recv_json(ws)
+            assert msg["text"] == "" and "longer than" in msg["error"]
         with connect(server.url) as ws:
             ws.send(json.dumps({"mode": "offline"}))
             ws.send(b"\0" * 100_000)  # one frame over the message limit
