@@ -13,7 +13,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .paraformer import AsrResult, OfflineParaformer
-from .sentences import SentencePiece, realign_spans, sentence_pieces, timed_units
+from .sentences import SentencePiece, realign_spans, sentence_pieces, split_span_evenly, timed_units
 from .tokens import join_words
 
 log = logging.getLogger(__name__)
@@ -41,14 +41,10 @@ def words_to_unit_spans(words: Sequence[str], spans: Sequence[Span]) -> List[Spa
     its span evenly, so text and times always line up.
     """
     out: List[Span] = []
-    for word, (start, end) in zip(words, spans):
-        n = len(timed_units(word)) or 0
-        if n <= 1:
-            if n == 1:
-                out.append((int(start), int(end)))
-            continue
-        step = (int(end) - int(start)) // n
-        out.extend((int(start) + k * step, int(end) if k == n - 1 else int(start) + (k + 1) * step) for k in range(n))
+    for word, span in zip(words, spans):
+        n = len(timed_units(word))
+        if n:
+            out.extend(split_span_evenly(span, n))
     return out
 
 

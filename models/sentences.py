@@ -83,38 +83,42 @@ def realign_spans(before: str, after: str, spans: Sequence[Span]) -> Optional[Li
         return []
     if not old:
         return None
-    pairs = _align(old, new)
     out: List[Span] = []
-    pend_old: List[int] = []
-    pend_new = 0
-    for i, j in pairs + [(None, None)]:
-        matched = i is not None and j is not None and old[i] == new[j]
-        if matched or (i is None and j is None):
-            if pend_new:
-                if not pend_old:  # pure insertion: borrow the previous unit's time
-                    if out:
-                        prev = out.pop()
-                        pend_new += 1
-                        rng = prev
-                    elif i is not None:
-                        rng = tuple(spans[i])
-                    else:
-                        rng = (0, 0)
-                else:
-                    rng = (spans[pend_old[0]][0], spans[pend_old[-1]][1])
-                out.extend(_split_evenly(rng, pend_new))
-            pend_old, pend_new = [], 0
-            if matched:
-                out.append(tuple(spans[i]))
+    replaced: List[int] = []  # old units of the current rewritten stretch
+    inserted = 0  # new units of the current rewritten stretch
+
+    def close_stretch(next_old: Optional[int]) -> None:
+        """Give the stretch's new units the time of the old units they replace."""
+        nonlocal inserted
+        if not inserted:
+            return
+        if replaced:
+            rng = (spans[replaced[0]][0], spans[replaced[-1]][1])
+        elif out:  # a pure insertion shares the previous unit's time
+            rng = out.pop()
+            inserted += 1
+        elif next_old is not None:
+            rng = tuple(spans[next_old])
+        else:
+            rng = (0, 0)
+        out.extend(split_span_evenly(rng, inserted))
+
+    for i, j in _align(old, new):
+        if i is not None and j is not None and old[i] == new[j]:
+            close_stretch(i)
+            replaced, inserted = [], 0
+            out.append(tuple(spans[i]))
             continue
         if i is not None:
-            pend_old.append(i)
+            replaced.append(i)
         if j is not None:
-            pend_new += 1
+            inserted += 1
+    close_stretch(None)
     return out if len(out) == len(new) else None
 
 
-def _split_evenly(rng: Span, n: int) -> List[Span]:
+def split_span_evenly(rng: Span, n: int) -> List[Span]:
+    """``n`` consecutive spans covering ``rng``; the last one takes the remainder."""
     start, end = int(rng[0]), int(rng[1])
     step = (end - start) // n
     return [(start + k * step, end if k == n - 1 else start + (k + 1) * step) for k in range(n)]

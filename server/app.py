@@ -1,7 +1,6 @@
 """The asyncio WebSocket server: accepts connections and feeds each one's frames to its session."""
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import ssl

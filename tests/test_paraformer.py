@@ -99,7 +99,7 @@ def test_live_against_funasr_onnx(ts_model):
     vocab = json.loads((ASR_TIMESTAMP_DIR / "tokens.json").read_text("utf-8"))
     rng = np.random.default_rng(7)
     base = load_audio_file(AUDIO / "zh04_triton_long.wav")
-    for k in range(4):
+    for _k in range(4):
         start = int(rng.integers(0, base.size // 2))
         piece = (base[start : start + int(rng.integers(8000, 60000))] * rng.uniform(0.3, 1.5)).astype(np.float32)
         ours = ts_model.recognize([piece])[0]
