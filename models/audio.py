@@ -46,6 +46,41 @@ def resample(waveform: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
     return np.concatenate(pieces).astype(np.float32, copy=False)
 
 
+class StreamResampler:
+    """Resamples a live stream piece by piece, with the filter state carried across pieces.
+
+    Resampling each piece on its own would put a click at every boundary; one
+    libswresample context per stream gives exactly the samples that resampling
+    the whole stream at once gives.  Output lags input by the filter's delay
+    (a few dozen samples) until :meth:`push` is called with ``final``.
+    """
+
+    def __init__(self, src_rate: int, dst_rate: int):
+        if src_rate <= 0 or dst_rate <= 0:
+            raise ValueError(f"invalid sample rates {src_rate} -> {dst_rate}")
+        self.src_rate = int(src_rate)
+        self.dst_rate = int(dst_rate)
+        self._resampler: Optional[av.AudioResampler] = None
+
+    def push(self, waveform: np.ndarray, final: bool = False) -> np.ndarray:
+        waveform = np.ascontiguousarray(waveform, dtype=np.float32).reshape(-1)
+        if self.src_rate == self.dst_rate:
+            return waveform
+        if self._resampler is None:
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.dst_rate)
+        pieces: List[np.ndarray] = []
+        if waveform.size:
+            frame = av.AudioFrame.from_ndarray(waveform[None, :], format="flt", layout="mono")
+            frame.sample_rate = self.src_rate
+            pieces += [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
+        if final:
+            pieces += [f.to_ndarray().reshape(-1) for f in self._resampler.resample(None)]
+            self._resampler = None  # the next push starts a new stream
+        if not pieces:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate(pieces).astype(np.float32, copy=False)
+
+
 def decode_container(
     data: Union[bytes, bytearray, memoryview], target_rate: int, max_seconds: Optional[float] = None
 ) -> np.ndarray:

@@ -20,8 +20,11 @@ pending token) and the stream resets for the next segment.
 Behaviour follows FunASR's Python runtime (``funasr_onnx.Paraformer`` online,
 fed whole chunks) step for step, including its arithmetic (the CIF weights
 are summed in float64, products taken in float32) so the token ids are the
-same.  Two of its edge cases are kept on purpose because the text depends on
-them; see :meth:`OnlineStream._final_chunk`.
+same.  Its end-of-stream edge cases are kept because the text depends on
+them (see :meth:`OnlineStream._final_chunk`); one of them, a slicing slip
+that decodes the first window twice when ``chunk_size[0] == 0``, only on
+request (``funasr_onnx_lookback=True``), since FunASR's C++ server, which
+this server replaces, does not have it.
 """
 from __future__ import annotations
 
@@ -195,8 +198,8 @@ class OnlineParaformer:
     def num_decoder_caches(self) -> int:
         return len(self._cache_names)
 
-    def new_stream(self, chunk_size: Sequence[int] = (5, 10, 5)) -> "OnlineStream":
-        return OnlineStream(self, chunk_size)
+    def new_stream(self, chunk_size: Sequence[int] = (5, 10, 5), funasr_onnx_lookback: bool = False) -> "OnlineStream":
+        return OnlineStream(self, chunk_size, funasr_onnx_lookback)
 
     def initial_caches(self) -> List[np.ndarray]:
         return [np.zeros((1, self.hidden_size, self.fsmn_lorder), dtype=np.float32) for _ in self._cache_names]
@@ -235,13 +238,15 @@ class OnlineParaformer:
 class OnlineStream:
     """One utterance's streaming state; not thread-safe (one stream per connection)."""
 
-    def __init__(self, model: OnlineParaformer, chunk_size: Sequence[int] = (5, 10, 5)):
+    def __init__(self, model: OnlineParaformer, chunk_size: Sequence[int] = (5, 10, 5), funasr_onnx_lookback: bool = False):
         chunk = tuple(int(c) for c in chunk_size)
         if len(chunk) != 3 or chunk[1] <= 0 or chunk[0] < 0 or chunk[2] < 0:
             raise ValueError(f"chunk_size must be three non-negative ints with a positive middle, got {chunk_size!r}")
         self.model = model
         self.chunk_size: ChunkSize = chunk  # type: ignore[assignment]
         self.chunk_samples = chunk[1] * SAMPLES_PER_LFR_FRAME
+        #: Reproduce funasr-onnx's ``[-0:]`` look-back slice (see :meth:`_final_chunk`); for oracle tests.
+        self.funasr_onnx_lookback = funasr_onnx_lookback
         self.frontend = _StreamingFrontend(model.frontend_cfg, model.cmvn)
         self.reset()
 
@@ -318,11 +323,12 @@ class OnlineStream:
           window padded with zeros to ``sum(chunk_size)``, or, when they do not
           fit with the look-ahead, in a full window and then a last one.
 
-        FunASR keeps the last ``chunk_size[0]`` frames as look-back for the
-        last window by slicing ``[-chunk_size[0]:]``, which for
-        ``chunk_size[0] == 0`` keeps *all* frames of the first window, so
-        their tokens come out a second time; we keep that so that the text
-        matches the reference for such chunk sizes too.
+        The last ``chunk_size[0]`` frames are the look-back of the last
+        window.  funasr-onnx slices them as ``[-chunk_size[0]:]``, which for
+        ``chunk_size[0] == 0`` keeps *all* frames of the first window, so their
+        tokens come out a second time; FunASR's C++ runtime keeps none.  We
+        follow the C++ runtime unless ``funasr_onnx_lookback`` asks for the
+        Python one (to compare with it).
         """
         c0, c1, c2 = self.chunk_size
         if samples.size < MIN_FINAL_SAMPLES and self._started:
@@ -341,7 +347,10 @@ class OnlineStream:
         """Context + frames for a final-call window; ``pad``: not the very last one, zero-padded to full size."""
         c0 = self.chunk_size[0]
         window = np.concatenate([self._context, feats], axis=0)
-        self._context = window[window.shape[0] - c0 :] if c0 > 0 else window
+        if c0 > 0:
+            self._context = window[window.shape[0] - c0 :]
+        else:
+            self._context = window if self.funasr_onnx_lookback else window[:0]
         if not pad:
             return window
         full = sum(self.chunk_size)

@@ -317,11 +317,13 @@ class _CtTransformer:
         model_dir: Union[str, Path],
         quantized: bool = False,
         options: RuntimeOptions = RuntimeOptions(),
+        session=None,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.vocab = PunctuationVocab.from_model_dir(self.model_dir)
         self.model_path = pick_onnx_file(self.model_dir, quantized)
-        self.session = create_session(self.model_path, options)
+        # ``session``: one already opened on ``model_path`` (see :func:`open_punctuator`)
+        self.session = session if session is not None else create_session(self.model_path, options)
         # Inputs are fed by position, as the reference does, so exports that name them
         # differently still work.
         self._input_names = [i.name for i in self.session.get_inputs()]
@@ -382,8 +384,9 @@ class Punctuator(_CtTransformer):
         model_dir: Union[str, Path],
         quantized: bool = False,
         options: RuntimeOptions = RuntimeOptions(),
+        session=None,
     ) -> None:
-        super().__init__(model_dir, quantized, options)
+        super().__init__(model_dir, quantized, options, session)
         if (self.model_dir / "jieba_usr_dict").is_file():
             log.warning(
                 "%s has a jieba_usr_dict; jieba segmentation is not supported, "
@@ -419,7 +422,26 @@ class Punctuator(_CtTransformer):
 
 
 class RealtimePunctuator(_CtTransformer):
-    """The ``vad_realtime`` CT-Transformer; the per-stream state lives in :class:`PunctuationCache`."""
+    """The ``vad_realtime`` CT-Transformer; the per-stream state lives in :class:`PunctuationCache`.
+
+    The carried words are the still-open sentence.  FunASR lets that carry grow
+    for as long as the model predicts no sentence end, so every segment costs
+    more than the last; we keep at most ``max_carried_words`` (the most recent
+    ones), which only matters after hundreds of words without a ``。``/``？``.
+    """
+
+    def __init__(
+        self,
+        model_dir: Union[str, Path],
+        quantized: bool = False,
+        options: RuntimeOptions = RuntimeOptions(),
+        session=None,
+        max_carried_words: int = LONG_WINDOW_LIMIT,
+    ) -> None:
+        super().__init__(model_dir, quantized, options, session)
+        if max_carried_words < 1:
+            raise ValueError("max_carried_words must be at least 1")
+        self.max_carried_words = max_carried_words
 
     def _feeds(self, ids: np.ndarray, vad_pos: int) -> Dict[str, np.ndarray]:
         mask = vad_mask(ids.shape[0], vad_pos)[None, None, :, :]
@@ -474,7 +496,7 @@ class RealtimePunctuator(_CtTransformer):
             classes[-1] = self.vocab.no_mark_id
 
         end = find_sentence_end(all_marks)
-        new_cache = words[end + 1 :]
+        new_cache = words[end + 1 :][-self.max_carried_words :]
         cache.words = list(new_cache)
         return RealtimePunctuationResult(
             text=out_text,
@@ -485,6 +507,20 @@ class RealtimePunctuator(_CtTransformer):
             leading_class=all_classes[k - 1] if k else None,
             cache=list(new_cache),
         )
+
+
+def open_punctuator(
+    model_dir: Union[str, Path], quantized: bool = False, options: RuntimeOptions = RuntimeOptions()
+) -> Union[Punctuator, RealtimePunctuator]:
+    """Open a CT-Transformer directory as whichever export it holds.
+
+    Decided by the graph, not the directory name: the ``vad_realtime`` export
+    takes the VAD and sub-sentence masks as extra inputs (four in all, against two).
+    """
+    probe = Punctuator(model_dir, quantized, options)
+    if len(probe._input_names) >= 4:
+        return RealtimePunctuator(model_dir, quantized, options, session=probe.session)
+    return probe
 
 
 __all__ = [
@@ -498,6 +534,7 @@ __all__ = [
     "RealtimePunctuator",
     "find_sentence_end",
     "finish_offline_text",
+    "open_punctuator",
     "needs_space",
     "render",
     "spaced_words",

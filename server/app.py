@@ -5,15 +5,17 @@ import itertools
 import logging
 import ssl
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from models.offline_pipeline import OfflinePipeline
+from models.two_pass import TwoPassRecognizer
 
 from .decoder_pool import DecoderPool
 from .offline_session import OfflineSession, SessionLimits
+from .streaming_session import StreamingSession
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +31,20 @@ class ServerOptions:
     ssl_context: Optional[ssl.SSLContext] = None
 
 
-class AsrServer:
-    """Owns the shared models and the decoder pool; one session per connection."""
+Models = Union[OfflinePipeline, TwoPassRecognizer]
 
-    def __init__(self, pipeline: OfflinePipeline, pool: DecoderPool, options: ServerOptions, server_hotwords: Optional[Dict[str, int]] = None):
-        self.pipeline = pipeline
+
+class AsrServer:
+    """Owns the shared models and the decoder pool; one session per connection.
+
+    The models decide the profile (protocol §1): an :class:`OfflinePipeline`
+    serves the offline profile (every connection offline), a
+    :class:`TwoPassRecognizer` the 2pass profile (``offline``/``online``/``2pass``
+    chosen per connection).
+    """
+
+    def __init__(self, models: Models, pool: DecoderPool, options: ServerOptions, server_hotwords: Optional[Dict[str, int]] = None):
+        self.models = models
         self.pool = pool
         self.options = options
         self.server_hotwords = server_hotwords or {}
@@ -41,12 +52,15 @@ class AsrServer:
         self.active_sessions = 0
         self._server: Optional[Server] = None
 
+    @property
+    def profile(self) -> str:
+        return "2pass" if isinstance(self.models, TwoPassRecognizer) else "offline"
+
     async def handle(self, ws: ServerConnection) -> None:
         conn_id = f"c{next(self._ids)}"
         log.info("[%s] connected from %s", conn_id, ws.remote_address)
-        session = OfflineSession(
-            self.pipeline, self.pool, ws.send, self.options.limits, self.server_hotwords, conn_id
-        )
+        session_class = StreamingSession if self.profile == "2pass" else OfflineSession
+        session = session_class(self.models, self.pool, ws.send, self.options.limits, self.server_hotwords, conn_id)
         self.active_sessions += 1
         try:
             async for message in ws:

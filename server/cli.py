@@ -1,6 +1,9 @@
-"""``funasr-wss-server``: the reference's flags, our server.
+"""``funasr-wss-server`` and ``funasr-wss-server-2pass``: the reference's flags, our server.
 
-Flags are spelled as in FunASR's C++ server (``--model-dir``) and also with
+As in FunASR, ``funasr-wss-server`` serves the offline profile unless
+``--online-model-dir`` is given, and ``funasr-wss-server-2pass`` serves the
+2pass profile with FunASR's online model and realtime punctuation by default.
+Flags are spelled as in FunASR's C++ servers (``--model-dir``) and also with
 underscores (``--model_dir``) as its Python server and many scripts write them.
 """
 from __future__ import annotations
@@ -21,7 +24,7 @@ from .app import MIB, AsrServer, ServerOptions
 from .decoder_pool import DecoderPool
 from .hotwords import HotwordError, parse_hotword_file
 from .offline_session import SessionLimits
-from .settings import ServerSettings
+from .settings import DEFAULT_ONLINE_MODEL, DEFAULT_REALTIME_PUNC_MODEL, ServerSettings
 
 log = logging.getLogger("funasr_wss_server")
 
@@ -49,11 +52,20 @@ def _optional_path(value: str) -> Optional[str]:
     return v or None
 
 
-def build_parser(prog: str = "funasr-wss-server") -> argparse.ArgumentParser:
-    d = ServerSettings()
+PROG = "funasr-wss-server"
+PROG_2PASS = "funasr-wss-server-2pass"
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    two_pass = prog == PROG_2PASS
+    d = ServerSettings(
+        online_model_dir=DEFAULT_ONLINE_MODEL if two_pass else None,
+        punc_dir=DEFAULT_REALTIME_PUNC_MODEL if two_pass else ServerSettings.punc_dir,
+    )
     p = argparse.ArgumentParser(
         prog=prog,
-        description="FunASR-compatible WebSocket speech recognition server (pure Python, onnxruntime).",
+        description="FunASR-compatible WebSocket speech recognition server (pure Python, onnxruntime); "
+        + ("2pass profile: offline, online and 2pass modes." if two_pass else "offline profile, or 2pass with --online-model-dir."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
 
@@ -66,11 +78,13 @@ def build_parser(prog: str = "funasr-wss-server") -> argparse.ArgumentParser:
     add("port", type=int, default=d.port, help="TCP port for ws:// (and wss:// with a certificate)")
     add("model_dir", default=d.model_dir, help="offline ASR model: a local directory or a ModelScope id")
     add("model_revision", default=None, help="ModelScope revision of --model-dir")
-    add("online_model_dir", type=_optional_path, default=None, help="streaming ASR model (2pass profile)")
+    add("online_model_dir", type=_optional_path, default=d.online_model_dir,
+        help="streaming ASR model: serves the 2pass profile (online and 2pass modes)" + ("" if two_pass else "; none: the offline profile"))
     add("online_model_revision", default=None, help="ModelScope revision of --online-model-dir")
     add("vad_dir", type=_optional_path, default=d.vad_dir, help="FSMN VAD model ('' disables VAD)")
     add("vad_revision", default=None, help="ModelScope revision of --vad-dir")
-    add("punc_dir", type=_optional_path, default=d.punc_dir, help="CT-Transformer punctuation model ('' disables punctuation)")
+    add("punc_dir", type=_optional_path, default=d.punc_dir,
+        help="CT-Transformer punctuation model, offline or vad_realtime export ('' disables punctuation)")
     add("punc_revision", default=None, help="ModelScope revision of --punc-dir")
     add("itn_dir", type=_optional_path, default=None,
         help="directory (or ModelScope id) with zh_itn_tagger.fst and zh_itn_verbalizer.fst; default: WeTextProcessing's bundled grammar")
@@ -106,7 +120,7 @@ def build_parser(prog: str = "funasr-wss-server") -> argparse.ArgumentParser:
     return p
 
 
-def settings_from_args(argv: Optional[Sequence[str]] = None, prog: str = "funasr-wss-server") -> ServerSettings:
+def settings_from_args(argv: Optional[Sequence[str]] = None, prog: str = PROG) -> ServerSettings:
     args = build_parser(prog).parse_args(argv)
     known = {f.name for f in fields(ServerSettings)}
     settings = ServerSettings(**{k: v for k, v in vars(args).items() if k in known})
@@ -119,11 +133,8 @@ def settings_from_args(argv: Optional[Sequence[str]] = None, prog: str = "funasr
             "--lm-dir: WFST decoding with an n-gram LM is not supported by this server yet. "
             "Remove --lm-dir (recognition works without it)."
         )
-    if settings.online_model_dir:
-        raise CliError(
-            "--online-model-dir: the 2pass profile (online/2pass modes) is not available in this version. "
-            "Remove --online-model-dir to serve the offline profile."
-        )
+    if settings.online_model_dir and not settings.vad_dir:
+        raise CliError("the 2pass profile needs a VAD model: its segments drive both passes (give --vad-dir)")
     for name in ("decoder_thread_num", "model_thread_num", "batch_size", "max_message_mib", "max_utterance_seconds"):
         if getattr(settings, name) < 1:
             raise CliError(f"--{name.replace('_', '-')} must be at least 1")
@@ -150,7 +161,7 @@ def ssl_context(settings: ServerSettings) -> Optional[ssl.SSLContext]:
 
 
 async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = None) -> None:
-    from .model_loader import load_offline_pipeline
+    from .model_loader import load_models
 
     server_hotwords = {}
     if settings.hotword:
@@ -160,7 +171,7 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
             raise CliError(f"--hotword: {exc}") from None
     context = ssl_context(settings)
     try:
-        pipeline = await asyncio.to_thread(load_offline_pipeline, settings)
+        models = await asyncio.to_thread(load_models, settings)
     except ModelDirError as exc:
         raise CliError(str(exc)) from None
     pool = DecoderPool(settings.decoder_thread_num)
@@ -171,10 +182,11 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
         limits=SessionLimits(max_utterance_seconds=settings.max_utterance_seconds),
         ssl_context=context,
     )
-    server = AsrServer(pipeline, pool, options, server_hotwords)
+    server = AsrServer(models, pool, options, server_hotwords)
     await server.start()
     log.info(
-        "serving the offline profile on %s://%s:%d (%d decoder threads)",
+        "serving the %s profile on %s://%s:%d (%d decoder threads)",
+        server.profile,
         "wss" if context else "ws",
         settings.listen_ip,
         server.port,
@@ -195,20 +207,25 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
     pool.shutdown(wait=True)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
     try:
-        settings = settings_from_args(argv)
+        settings = settings_from_args(argv, prog)
         logging.basicConfig(
             level=settings.log_level,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         asyncio.run(run_server(settings))
     except CliError as exc:
-        print(f"funasr-wss-server: error: {exc.message}", file=sys.stderr)
+        print(f"{prog}: error: {exc.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def main_2pass(argv: Optional[List[str]] = None) -> int:
+    """``funasr-wss-server-2pass``: the same server, 2pass profile by default."""
+    return main(argv, PROG_2PASS)
 
 
 if __name__ == "__main__":

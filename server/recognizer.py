@@ -6,12 +6,25 @@ place in ``server/`` that calls into ``models/``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
-from models.audio import AudioDecodeError, decode_container, pcm16_to_float, resample
+from models.audio import AudioDecodeError, StreamResampler, decode_container, pcm16_to_float, resample
 from models.offline_pipeline import OfflinePipeline, Transcript
+from models.two_pass import PartialText, SegmentText, StreamEvent, TwoPassRecognizer
+
+__all__ = [
+    "AudioDecodeError",
+    "LiveUtterance",
+    "OfflineOutcome",
+    "PartialText",
+    "SegmentText",
+    "StreamEvent",
+    "decode_utterance",
+    "sentences_json",
+    "transcribe_utterance",
+]
 
 
 @dataclass
@@ -53,3 +66,58 @@ def sentences_json(transcript: Transcript) -> Optional[List[dict]]:
     if transcript.sentences is None:
         return None
     return [s.to_json() for s in transcript.sentences]
+
+
+class LiveUtterance:
+    """One utterance on the 2pass profile: client bytes in, stream events out.
+
+    Its methods run in the decoder pool, one at a time per connection.  PCM is
+    fed as it arrives (a sample split across two frames is put back together;
+    other rates are resampled with the filter state carried across frames); a
+    container file (offline mode only) is decoded whole after the end signal.
+    """
+
+    def __init__(
+        self,
+        recognizer: TwoPassRecognizer,
+        mode: str,
+        chunk_size: Sequence[int],
+        use_itn: bool,
+        audio_fs: int,
+    ):
+        self.stream = recognizer.new_stream(
+            online=mode in ("online", "2pass"),
+            offline=mode in ("offline", "2pass"),
+            chunk_size=chunk_size,
+            use_itn=use_itn,
+        )
+        self.sample_rate = recognizer.sample_rate
+        self._resampler = StreamResampler(audio_fs, recognizer.sample_rate)
+        self._odd_byte = b""
+
+    @property
+    def seconds(self) -> float:
+        """Audio accepted so far, in seconds."""
+        return self.stream.samples_seen / float(self.sample_rate)
+
+    def feed_pcm(self, data: Union[bytes, bytearray], final: bool = False) -> List[StreamEvent]:
+        if self._odd_byte:
+            data = self._odd_byte + bytes(data)
+        usable = len(data) // 2 * 2
+        self._odd_byte = bytes(data[usable:])
+        samples = self._resampler.push(pcm16_to_float(memoryview(data)[:usable]), final=final)
+        if final:
+            self._odd_byte = b""
+        return self.stream.accept(samples, is_final=final)
+
+    def feed_file(self, data: Union[bytes, bytearray], max_seconds: Optional[float] = None) -> List[StreamEvent]:
+        """Decode a whole container file and run it through the stream as one final piece.
+
+        Raises :class:`AudioDecodeError` (the stream is then reset, ready for the next utterance).
+        """
+        try:
+            samples = decode_container(data, self.sample_rate, max_seconds)
+        except AudioDecodeError:
+            self.stream.accept(np.zeros(0, dtype=np.float32), is_final=True)
+            raise
+        return self.stream.accept(samples, is_final=True)

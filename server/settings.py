@@ -7,6 +7,9 @@ from typing import Optional
 DEFAULT_ASR_MODEL = "iic/speech_paraformer-large-vad-punc_asr_nat-zh-cn-16k-common-vocab8404-onnx"
 DEFAULT_VAD_MODEL = "iic/speech_fsmn_vad_zh-cn-16k-common-onnx"
 DEFAULT_PUNC_MODEL = "iic/punc_ct-transformer_zh-cn-common-vocab272727-onnx"
+#: Defaults of ``funasr-wss-server-2pass``, as in FunASR's ``run_server_2pass.sh``.
+DEFAULT_ONLINE_MODEL = "iic/speech_paraformer-large_asr_nat-zh-cn-16k-common-vocab8404-online-onnx"
+DEFAULT_REALTIME_PUNC_MODEL = "iic/punc_ct-transformer_zh-cn-common-vad_realtime-vocab272727-onnx"
 
 
 @dataclass
@@ -15,7 +18,8 @@ class ServerSettings:
     port: int = 10096
     model_dir: str = DEFAULT_ASR_MODEL
     model_revision: Optional[str] = None
-    online_model_dir: Optional[str] = None
+    online_model_dir: Optional[str] = None  # given: the 2pass profile
+    online_model_revision: Optional[str] = None
     vad_dir: Optional[str] = DEFAULT_VAD_MODEL
     vad_revision: Optional[str] = None
     punc_dir: Optional[str] = DEFAULT_PUNC_MODEL

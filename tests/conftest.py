@@ -1,6 +1,6 @@
 import pytest
 
-from tests.harness import ServerThread, fixture_settings
+from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
 from tests.paths import AUDIO, MODELS, REQUIRED_MODEL_FILES
 
 
@@ -21,4 +21,10 @@ def pytest_sessionstart(session):
 @pytest.fixture(scope="session")
 def offline_server():
     with ServerThread(fixture_settings()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def two_pass_server():
+    with ServerThread(fixture_settings_2pass()) as server:
         yield server

@@ -7,10 +7,10 @@ from typing import Optional
 
 from server.app import AsrServer, ServerOptions
 from server.decoder_pool import DecoderPool
-from server.model_loader import load_offline_pipeline
+from server.model_loader import load_models
 from server.offline_session import SessionLimits
 from server.settings import ServerSettings
-from tests.paths import ASR_TIMESTAMP_DIR, PUNC_DIR, VAD_DIR
+from tests.paths import ASR_ONLINE_DIR, ASR_TIMESTAMP_DIR, PUNC_DIR, PUNC_REALTIME_DIR, VAD_DIR
 
 
 def fixture_settings(**overrides) -> ServerSettings:
@@ -29,12 +29,19 @@ def fixture_settings(**overrides) -> ServerSettings:
     return ServerSettings(**base)
 
 
+def fixture_settings_2pass(**overrides) -> ServerSettings:
+    """The 2pass profile on the fixture models (realtime punctuation, as ``funasr-wss-server-2pass``)."""
+    base = dict(online_model_dir=str(ASR_ONLINE_DIR), punc_dir=str(PUNC_REALTIME_DIR))
+    base.update(overrides)
+    return fixture_settings(**base)
+
+
 class ServerThread:
     """Starts :class:`AsrServer` with its own event loop; ``url`` points at it."""
 
-    def __init__(self, settings: ServerSettings, pipeline=None, limits: Optional[SessionLimits] = None, max_message_bytes: Optional[int] = None):
+    def __init__(self, settings: ServerSettings, models=None, limits: Optional[SessionLimits] = None, max_message_bytes: Optional[int] = None):
         self.settings = settings
-        self.pipeline = pipeline or load_offline_pipeline(settings)
+        self.models = models or load_models(settings)
         self.limits = limits or SessionLimits()
         self.max_message_bytes = max_message_bytes or settings.max_message_mib * (1 << 20)
         self.loop = asyncio.new_event_loop()
@@ -46,7 +53,7 @@ class ServerThread:
         asyncio.set_event_loop(self.loop)
         pool = DecoderPool(self.settings.decoder_thread_num)
         options = ServerOptions(host="127.0.0.1", port=0, max_message_bytes=self.max_message_bytes, limits=self.limits)
-        self.server = AsrServer(self.pipeline, pool, options)
+        self.server = AsrServer(self.models, pool, options)
         self.loop.run_until_complete(self.server.start())
         self._started.set()
         self.loop.run_forever()

@@ -14,10 +14,12 @@ import wave
 import pytest
 from websockets.sync.client import connect
 
-from server.cli import CliError, settings_from_args
-from tests.paths import ASR_TIMESTAMP_DIR, AUDIO, PUNC_DIR, VAD_DIR
+from server.cli import PROG_2PASS, CliError, settings_from_args
+from server.settings import DEFAULT_ONLINE_MODEL, DEFAULT_PUNC_MODEL, DEFAULT_REALTIME_PUNC_MODEL
+from tests.paths import ASR_ONLINE_DIR, ASR_TIMESTAMP_DIR, AUDIO, PUNC_DIR, PUNC_REALTIME_DIR, VAD_DIR
 
 SERVER_CMD = [sys.executable, "-m", "server"]
+SERVER_2PASS_CMD = [sys.executable, "-c", "import sys; from server.cli import main_2pass; sys.exit(main_2pass())"]
 
 
 def test_defaults_follow_the_reference():
@@ -27,6 +29,17 @@ def test_defaults_follow_the_reference():
     assert s.quantize and s.vad_quant and s.punc_quant
     assert (s.decoder_thread_num, s.model_thread_num, s.io_thread_num) == (8, 1, 2)
     assert s.itn_dir is None and s.certfile is None and s.device == "cpu"
+
+
+def test_profiles_of_the_two_commands():
+    offline = settings_from_args([])
+    assert offline.online_model_dir is None and offline.punc_dir == DEFAULT_PUNC_MODEL
+    two_pass = settings_from_args([], PROG_2PASS)
+    assert two_pass.online_model_dir == DEFAULT_ONLINE_MODEL and two_pass.punc_dir == DEFAULT_REALTIME_PUNC_MODEL
+    assert "online-onnx" in DEFAULT_ONLINE_MODEL and "vad_realtime" in DEFAULT_REALTIME_PUNC_MODEL
+    # the offline command turns into the 2pass server when given an online model
+    assert settings_from_args(["--online-model-dir", "/o"]).online_model_dir == "/o"
+    assert settings_from_args(["--online_model_dir", "/o", "--online-model-revision", "v2"]).online_model_revision == "v2"
 
 
 def test_dash_and_underscore_spellings():
@@ -39,7 +52,7 @@ def test_dash_and_underscore_spellings():
 
 @pytest.mark.parametrize("argv,needle", [
     (["--lm-dir", "damo/speech_ngram_lm_zh-cn-ai-wesp-fst"], "--lm-dir"),
-    (["--online-model-dir", "/x"], "--online-model-dir"),
+    (["--online-model-dir", "/x", "--vad-dir", ""], "VAD"),
     (["--decoder-thread-num", "0"], "--decoder-thread-num"),
 ])
 def test_unsupported_or_bad_flags_are_refused(argv, needle):
@@ -126,3 +139,34 @@ def test_earlier_download_is_reused_offline(tmp_path):
     target = tmp_path / "iic" / "speech_fsmn_vad_zh-cn-16k-common-onnx"
     shutil.copytree(VAD_DIR, target)
     assert resolve_model_dir("iic/speech_fsmn_vad_zh-cn-16k-common-onnx", tmp_path) == target
+
+
+def test_2pass_server_process_streams_and_stops_cleanly(tmp_path):
+    port = _free_port()
+    proc = subprocess.Popen(
+        SERVER_2PASS_CMD + ["--listen-ip", "127.0.0.1", "--port", str(port), "--model-dir", str(ASR_TIMESTAMP_DIR),
+                            "--online-model-dir", str(ASR_ONLINE_DIR), "--vad-dir", str(VAD_DIR),
+                            "--punc-dir", str(PUNC_REALTIME_DIR), "--decoder-thread-num", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _wait_for_port(port, proc)
+        with wave.open(str(AUDIO / "zh01_asr_example_zh.wav")) as w:
+            pcm = w.readframes(w.getnframes())
+        with connect(f"ws://127.0.0.1:{port}") as ws:
+            ws.send(json.dumps({"mode": "2pass", "wav_name": "cli2", "chunk_size": [5, 10, 5]}))
+            for i in range(0, len(pcm), 19200):
+                ws.send(pcm[i : i + 19200])
+            ws.send(json.dumps({"is_speaking": False}))
+            msgs = []
+            while not msgs or not msgs[-1]["is_final"]:
+                msgs.append(json.loads(ws.recv(timeout=60)))
+        assert {m["mode"] for m in msgs} == {"2pass-online", "2pass-offline"}
+        assert msgs[-1]["mode"] == "2pass-offline" and msgs[-1]["text"] and msgs[-1]["wav_name"] == "cli2"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert "2pass profile" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

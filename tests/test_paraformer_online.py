@@ -76,7 +76,7 @@ def test_matches_golden_per_call(model, waves, golden):
     for case in golden:
         wave = waves[case["clip"]]
         assert wave.size == case["samples"]
-        stream = model.new_stream(case["chunk_size"])
+        stream = model.new_stream(case["chunk_size"], funasr_onnx_lookback=True)
         results = feed(stream, wave, whole_chunks(wave.size, case["chunk_size"][1] * 960))
         assert_same_calls(as_calls(results), case["calls"], model.vocab.tokens, (case["clip"], case["chunk_size"]))
         for r in results:  # tokens and ids agree
@@ -99,7 +99,7 @@ def test_matches_oracle_live(model, waves):
         for name, length in cases:
             wave = waves[name][:length]
             expected = oracle_stream(oracle, wave, token_index)
-            got = as_calls(feed(model.new_stream(chunk), wave, whole_chunks(wave.size, step)))
+            got = as_calls(feed(model.new_stream(chunk, funasr_onnx_lookback=True), wave, whole_chunks(wave.size, step)))
             assert_same_calls(got, expected, model.vocab.tokens, (name, chunk, length))
 
 
@@ -152,3 +152,21 @@ def test_memory_is_bounded_on_a_long_stream(model):
     assert max(sizes[100:]) <= max(sizes[:100])
     assert max(sizes) < 200_000
     stream.accept(np.zeros(0, np.float32), is_final=True)
+
+
+def test_zero_look_back_does_not_decode_the_first_window_twice(model, waves, golden):
+    """With ``chunk_size[0] == 0`` the default stream keeps no look-back for the last
+    window (FunASR's C++ runtime); only the funasr-onnx mode re-reads the first window.
+    Every call before the final one is the same in both modes."""
+    differed = 0
+    for case in (c for c in golden if c["chunk_size"][0] == 0):
+        wave = waves[case["clip"]]
+        sizes = whole_chunks(wave.size, case["chunk_size"][1] * 960)
+        plain = as_calls(feed(model.new_stream(case["chunk_size"]), wave, sizes))
+        compat = case["calls"]
+        assert [c["token_ids"] for c in plain[:-1]] == [c["token_ids"] for c in compat[:-1]]
+        if plain[-1]["token_ids"] != compat[-1]["token_ids"]:
+            differed += 1
+            # the extra tokens come from re-reading old frames, so the compat final call is the longer one
+            assert len(compat[-1]["token_ids"]) >= len(plain[-1]["token_ids"])
+    assert differed > 0

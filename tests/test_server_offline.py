@@ -40,7 +40,7 @@ def assert_silent(ws, seconds: float = 0.3) -> None:
 
 
 def expected(server, waveform: np.ndarray, itn: bool = True):
-    return server.pipeline.transcribe(waveform, use_itn=itn)
+    return server.models.transcribe(waveform, use_itn=itn)
 
 
 def test_reference_client_flow_gives_one_offline_message(offline_server):

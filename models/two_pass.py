@@ -1,0 +1,337 @@
+"""Live recognition of one audio stream: the streaming VAD drives an online and an offline pass.
+
+This is the audio side of FunASR's 2pass profile.  Samples arrive in pieces
+of any size; the VAD looks at them in 50 ms steps, as FunASR's runtime does,
+and its segment events decide everything else:
+
+* while a speech segment is open, its samples (from the segment's start,
+  which the VAD reports a little after the fact) go to the online Paraformer,
+  whose new text comes out as :class:`PartialText`; silence is never fed to it;
+* when the VAD closes a segment, the offline Paraformer decodes the whole
+  segment again, the realtime punctuation model punctuates it with the
+  stream's carried sentence, and ITN and timestamps follow: a
+  :class:`SegmentText`, times absolute within the stream;
+* the final call flushes the VAD, closes a still-open segment at the end of
+  the audio, marks the last segment (which gets a closing ``。``), and leaves
+  the stream ready for a new utterance.
+
+Which passes run is per stream: ``online`` only (no re-decoding), ``offline``
+only (the VAD segments are decoded but nothing is shown while speaking), or
+both (``2pass``).  In 2pass the online model's last chunk of a segment is not
+decoded: its text would be replaced by the offline result in the same
+instant (FunASR's server computes it and throws it away).
+
+Memory is bounded: only the open segment (at most the VAD's longest segment,
+60 s by default) and the last two seconds are kept.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Union
+
+import numpy as np
+
+from .model_dir import ModelDirError
+from .offline_pipeline import OfflinePipeline, Transcript
+from .paraformer_online import OnlineParaformer, OnlineStream
+from .punctuation import PunctuationCache, RealtimePunctuator
+from .sentences import CLOSING_MARKS
+from .vad import FsmnVadModel, VadStream
+
+log = logging.getLogger(__name__)
+
+#: The VAD step: FunASR's 2pass server feeds its VAD 800 samples (50 ms at 16 kHz) at a time.
+VAD_STEP_MS = 50
+#: Audio kept before the present while no segment is open: the VAD reports a
+#: segment's start a few hundred ms after it (detection window plus look-back).
+KEEP_BEFORE_MS = 2000
+#: Appended to the text of an utterance's last segment when it lacks a closing mark.
+FINAL_MARK = "。"
+
+
+@dataclass
+class PartialText:
+    """New text from the online model (never empty); clients append it to what they show."""
+
+    text: str
+    segment: int  # ordinal of the speech segment within the stream, from 0
+    ends_segment: bool = False  # the segment's last online text (online-only streams)
+
+
+@dataclass
+class SegmentText:
+    """One VAD segment decoded by the offline model; it replaces the segment's partial text."""
+
+    segment: int
+    start_ms: int
+    end_ms: int
+    transcript: Transcript
+    last: bool = False  # the stream's last segment before the end of the utterance
+
+
+StreamEvent = Union[PartialText, SegmentText]
+
+
+class _RecentAudio:
+    """The stream's recent samples, addressed by absolute sample index."""
+
+    def __init__(self) -> None:
+        self._pieces: List[np.ndarray] = []
+        self.start = 0  # absolute index of the first sample held
+        self.end = 0  # absolute index one past the last sample held
+
+    def append(self, samples: np.ndarray) -> None:
+        if samples.size:
+            self._pieces.append(samples)
+            self.end += samples.size
+
+    def slice(self, lo: int, hi: int) -> np.ndarray:
+        lo, hi = max(lo, self.start), min(hi, self.end)
+        if hi <= lo:
+            return np.zeros(0, dtype=np.float32)
+        out, pos = [], self.start
+        for piece in self._pieces:
+            a, b = max(lo, pos), min(hi, pos + piece.size)
+            if a < b:
+                out.append(piece[a - pos : b - pos])
+            pos += piece.size
+            if pos >= hi:
+                break
+        return out[0] if len(out) == 1 else np.concatenate(out)
+
+    def drop_before(self, index: int) -> None:
+        while self._pieces and self.start + self._pieces[0].size <= index:
+            self.start += self._pieces.pop(0).size
+        if self._pieces and self.start < index:
+            self._pieces[0] = self._pieces[0][index - self.start :]
+            self.start = index
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+class TwoPassRecognizer:
+    """The shared, stateless models of the 2pass profile; :meth:`new_stream` gives per-connection state.
+
+    ``pipeline`` is the offline recogniser (its ITN, and its punctuator when no
+    realtime one is given); ``vad`` segments the stream; ``online`` is needed
+    only for streams with an online pass.
+    """
+
+    def __init__(
+        self,
+        pipeline: OfflinePipeline,
+        vad: FsmnVadModel,
+        online: Optional[OnlineParaformer] = None,
+        realtime_punctuator: Optional[RealtimePunctuator] = None,
+    ):
+        rates = {pipeline.sample_rate, vad.sample_rate} | ({online.sample_rate} if online else set())
+        if len(rates) != 1:
+            raise ModelDirError(f"the VAD, online and offline models must share one sample rate, got {sorted(rates)} Hz")
+        self.pipeline = pipeline
+        self.vad = vad
+        self.online = online
+        self.realtime_punctuator = realtime_punctuator
+
+    @property
+    def sample_rate(self) -> int:
+        return self.pipeline.sample_rate
+
+    @property
+    def has_timestamps(self) -> bool:
+        return self.pipeline.has_timestamps
+
+    def new_stream(
+        self,
+        online: bool,
+        offline: bool,
+        chunk_size: Sequence[int] = (5, 10, 5),
+        use_itn: bool = True,
+    ) -> "TwoPassStream":
+        return TwoPassStream(self, online, offline, chunk_size, use_itn)
+
+
+class TwoPassStream:
+    """One connection's utterance in progress; not thread-safe (calls must not overlap)."""
+
+    def __init__(
+        self,
+        recognizer: TwoPassRecognizer,
+        online: bool,
+        offline: bool,
+        chunk_size: Sequence[int] = (5, 10, 5),
+        use_itn: bool = True,
+    ):
+        if not (online or offline):
+            raise ValueError("a stream needs the online pass, the offline pass, or both")
+        if online and recognizer.online is None:
+            raise ValueError("this recognizer has no online model")
+        self.recognizer = recognizer
+        self.run_online = online
+        self.run_offline = offline
+        self.use_itn = use_itn
+        self.samples_per_ms = recognizer.sample_rate // 1000
+        self._vad_step = VAD_STEP_MS * self.samples_per_ms
+        self._vad: VadStream = recognizer.vad.new_stream()
+        self._online: Optional[OnlineStream] = recognizer.online.new_stream(chunk_size) if online else None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._audio = _RecentAudio()
+        self._vad.reset()
+        if self._online is not None:
+            self._online.reset()
+        self._punc_cache = PunctuationCache()
+        self._segments = 0  # segments closed so far
+        self._open_ms: Optional[int] = None  # start of the open segment
+        self._online_pos = 0  # next sample (absolute) the online model has not seen
+        self._vad_pos = 0  # next sample (absolute) the VAD has not seen
+        self._held: Optional[tuple] = None  # in the final call: a closed segment not yet decoded
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def samples_seen(self) -> int:
+        """Samples accepted since the utterance began."""
+        return self._audio.end
+
+    @property
+    def segment_open(self) -> bool:
+        return self._open_ms is not None
+
+    def retained_size(self) -> int:
+        """Numbers held between calls (for memory checks); bounded by the VAD's longest segment."""
+        online = self._online.retained_size() if self._online is not None else 0
+        return self._audio.size + self._vad.retained_size() + online + len(self._punc_cache.words)
+
+    def accept(self, waveform: np.ndarray, is_final: bool = False) -> List[StreamEvent]:
+        """Feed the next samples (float32 mono at the models' rate); return what they produced, in order.
+
+        After a call with ``is_final`` the stream starts a new utterance (times from 0).
+        """
+        samples = np.ascontiguousarray(waveform, dtype=np.float32).reshape(-1)
+        events: List[StreamEvent] = []
+        self._audio.append(samples)
+        # The VAD steps are whole 50 ms from the stream's start, whatever the pieces were,
+        # so the results do not depend on how the client cut its audio.
+        end, step = self._audio.end, self._vad_step
+        stops = list(range(self._vad_pos + step, end + 1, step))
+        if is_final and (not stops or stops[-1] != end):
+            stops.append(end)
+        try:
+            for k, hi in enumerate(stops):
+                last = is_final and k == len(stops) - 1
+                for ev in self._vad.accept(self._audio.slice(self._vad_pos, hi), is_final=last):
+                    if ev.starts:
+                        self._open_segment(ev.start_ms)
+                    if ev.ends:
+                        self._close_segment(ev.end_ms, is_final, events)
+                self._vad_pos = hi
+                self._feed_online(hi, events)
+            if is_final:
+                if self._open_ms is not None:  # the VAD leaves a segment begun on the last frame open
+                    self._close_segment(end // self.samples_per_ms, True, events)
+                if self._held is not None:
+                    events.append(self._decode(*self._held, last=True))
+        finally:
+            if is_final:
+                self._reset()
+            else:
+                self._forget_old_audio()
+        return events
+
+    # ------------------------------------------------------------------ segments
+
+    def _open_segment(self, start_ms: int) -> None:
+        self._open_ms = max(int(start_ms), self._audio.start // self.samples_per_ms)
+        self._online_pos = self._open_ms * self.samples_per_ms
+        if self._online is not None:
+            self._online.reset()
+
+    def _feed_online(self, upto: int, events: List[StreamEvent]) -> None:
+        """Give the online model the open segment's samples up to ``upto`` (what the VAD has seen)."""
+        if self._online is None or self._open_ms is None or upto <= self._online_pos:
+            return
+        piece = self._audio.slice(self._online_pos, upto)
+        self._online_pos = upto
+        text = self._online.accept(piece).text
+        if text:
+            events.append(PartialText(text, self._segments))
+
+    def _close_segment(self, end_ms: int, final_call: bool, events: List[StreamEvent]) -> None:
+        if self._open_ms is None:
+            # FunASR's VAD does not do this; if it ever does, the segment starts at the oldest audio held.
+            log.warning("VAD closed a segment it never opened; taking the oldest audio held as its start")
+            self._open_ms = self._audio.start // self.samples_per_ms
+        start_ms, end_ms = self._open_ms, max(int(end_ms), self._open_ms)
+        end = min(end_ms * self.samples_per_ms, self._audio.end)
+        if self._online is not None:
+            if self.run_offline:
+                self._online.reset()  # its tail text would be replaced at once by the offline pass
+            else:
+                piece = self._audio.slice(self._online_pos, end) if end > self._online_pos else np.zeros(0, np.float32)
+                text = self._online.accept(piece, is_final=True).text
+                if text:
+                    events.append(PartialText(text, self._segments, ends_segment=True))
+        if self.run_offline:
+            segment = (self._segments, start_ms, end_ms)
+            if final_call:
+                # Only the utterance's last segment gets the closing mark; hold each until the next one closes.
+                if self._held is not None:
+                    events.append(self._decode(*self._held, last=False))
+                self._held = segment
+            else:
+                events.append(self._decode(*segment, last=False))
+        self._segments += 1
+        self._open_ms = None
+
+    def _decode(self, index: int, start_ms: int, end_ms: int, last: bool) -> SegmentText:
+        rec = self.recognizer
+        pipeline = rec.pipeline
+        per_ms = self.samples_per_ms
+        audio = self._audio.slice(start_ms * per_ms, end_ms * per_ms)
+        result = pipeline.asr.recognize([audio])[0].shifted(start_ms)
+        punctuate: Optional[Callable[[str], str]] = None
+        if rec.realtime_punctuator is not None:
+            punctuate = self._realtime_punctuate(last)
+        elif last and pipeline.punctuator is not None:
+            punctuate = lambda text: _close_sentence(pipeline.punctuator.punctuate(text).text)  # noqa: E731
+        transcript = pipeline.finish([result], use_itn=self.use_itn, punctuate=punctuate)
+        transcript.segments = [(start_ms, end_ms)]
+        return SegmentText(index, start_ms, end_ms, transcript, last)
+
+    def _realtime_punctuate(self, last: bool) -> Callable[[str], str]:
+        model, cache = self.recognizer.realtime_punctuator, self._punc_cache
+
+        def punctuate(text: str) -> str:
+            out = model.punctuate(text, cache).text
+            return _close_sentence(out) if last else out
+
+        return punctuate
+
+    def _forget_old_audio(self) -> None:
+        keep_from = min(self._vad_pos, self._audio.end - KEEP_BEFORE_MS * self.samples_per_ms)
+        if self._open_ms is not None:
+            keep_from = min(keep_from, self._open_ms * self.samples_per_ms)
+        self._audio.drop_before(keep_from)
+
+
+def _close_sentence(text: str) -> str:
+    """The utterance is over: end its text with a closing mark (FunASR appends ``。``)."""
+    stripped = text.rstrip()
+    if not stripped or stripped[-1] in CLOSING_MARKS:
+        return text
+    return stripped + FINAL_MARK
+
+
+__all__ = [
+    "FINAL_MARK",
+    "PartialText",
+    "SegmentText",
+    "StreamEvent",
+    "TwoPassRecognizer",
+    "TwoPassStream",
+    "VAD_STEP_MS",
+]

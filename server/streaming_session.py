@@ -1,0 +1,270 @@
+"""One connection on the 2pass profile: the ``2pass``, ``online`` and ``offline`` modes (protocol §4.2–4.5).
+
+The life of an utterance::
+
+    config (text) ──► audio frames (binary) ──► end signal (text) ──► exactly one is_final: true
+         ▲                                                                   │
+         └──────────────── the connection is reused ─────────────────────────┘
+
+* Audio before the first valid configuration is dropped.  In ``online`` and
+  ``2pass`` a configuration must carry a valid ``chunk_size``; without one the
+  client gets an error message (the reference stays silent) and its audio is
+  dropped until it sends one.
+* The first audio frame starts an utterance with the mode, format, rate,
+  ITN setting and chunk size configured at that moment; later text messages
+  change them for the next utterance.
+* PCM goes to the recogniser as it arrives (at least 50 ms at a time), in the
+  decoder pool, one job at a time per connection, so results come back in
+  order; while a job runs the connection reads no further frames.
+* What the recogniser reports becomes messages: online text as ``2pass-online``
+  (``online`` in the online mode) deltas, never empty; each VAD segment as one
+  ``2pass-offline`` message with absolute timestamps; on the end signal the
+  last segment, or an empty text, with ``is_final: true``.  In the online mode
+  the final message carries the last online text instead.
+* Container files (``wav_format`` other than ``pcm``) are decoded after the end
+  signal in the offline mode; the streaming modes answer them with the
+  reference's error.
+* An error (bad message, too much audio, undecodable file) is answered with
+  ``is_final: true`` and an ``error`` field, and the utterance is dropped; the
+  connection stays usable.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Awaitable, Callable, Dict, List, Optional
+
+from models.two_pass import TwoPassRecognizer
+
+from .decoder_pool import DecoderPool
+from .hotwords import HotwordError, merge_hotwords, parse_client_hotwords
+from .offline_session import SessionLimits
+from .protocol import ClientConfig, ProtocolError, apply_fields, error_message, parse_control_message, result_message
+from .recognizer import AudioDecodeError, LiveUtterance, PartialText, SegmentText, StreamEvent
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str], Awaitable[None]]
+
+STREAMING_MODES = ("online", "2pass")
+#: The reference's answer to a container file in a streaming mode; kept word for word, clients match on it.
+PCM_ONLY_ERROR = "ERROR. Real-time transcription service ONLY SUPPORT PCM stream."
+#: PCM is handed to the recogniser in pieces of at least this much audio (the VAD's step).
+MIN_PIECE_SECONDS = 0.05
+
+
+class StreamingSession:
+    def __init__(
+        self,
+        recognizer: TwoPassRecognizer,
+        pool: DecoderPool,
+        send: Send,
+        limits: SessionLimits = SessionLimits(),
+        server_hotwords: Optional[Dict[str, int]] = None,
+        conn_id: str = "-",
+    ):
+        self.recognizer = recognizer
+        self.pool = pool
+        self.send = send
+        self.limits = limits
+        self.server_hotwords = server_hotwords or {}
+        self.conn_id = conn_id
+        self.config = ClientConfig()
+        self.seen_first_message = False
+        self.configured = False  # a valid configuration has arrived; audio counts from now on
+        #: Merged hotwords of this connection.  The Paraformer exports of the 2pass profile
+        #: have no hotword input, so they do not change decoding yet; they are validated and kept.
+        self.hotwords: Dict[str, int] = dict(self.server_hotwords)
+        self.utterances = 0
+        self.sentence_index = 0  # the reference's ``index``: segments finished on this connection
+        self._reset_utterance()
+
+    # ------------------------------------------------------------------ frames in
+
+    async def on_text(self, text: str) -> None:
+        try:
+            message = parse_control_message(text)
+            first = not self.seen_first_message
+            if first and "hotwords" in message.fields:
+                self.hotwords = merge_hotwords(self.server_hotwords, parse_client_hotwords(message.fields["hotwords"]))
+            apply_fields(self.config, message.fields, first_message=first)
+        except (ProtocolError, HotwordError) as exc:
+            log.info("[%s] bad control message: %s", self.conn_id, exc)
+            await self.send(error_message(str(exc), self.config.wav_name, self.config.mode))
+            self._reset_utterance()
+            return
+        self.seen_first_message = True
+        if self.config.mode in STREAMING_MODES and self.config.chunk_size is None:
+            self.configured = False
+            await self.send(
+                error_message(
+                    f"mode '{self.config.mode}' needs 'chunk_size' (look-back, chunk, look-ahead in 60 ms frames), "
+                    'e.g. "chunk_size": [5, 10, 5]; audio is ignored until it is set',
+                    self.config.wav_name,
+                    self.config.mode,
+                )
+            )
+            self._reset_utterance()
+            return
+        self.configured = True
+        if message.end_of_utterance:
+            await self._finish_utterance()
+
+    async def on_audio(self, data: bytes) -> None:
+        if not self.configured or self.failed:
+            return
+        if self.utterance is None:
+            if not await self._start_utterance():
+                return
+        if self.container is not None:
+            if len(self.container) + len(data) > self.limits.max_container_bytes:
+                await self._fail(f"the file is larger than {self.limits.max_container_bytes >> 20} MiB")
+                return
+            self.container += data
+            return
+        self.pcm_bytes += len(data)
+        if self.pcm_bytes / 2 / self.fixed.audio_fs > self.limits.max_utterance_seconds:
+            await self._fail(
+                f"utterance too long: more than {self.limits.max_utterance_seconds:.0f} s of audio before the end signal"
+            )
+            return
+        self.pending += data
+        if len(self.pending) >= self.min_piece_bytes:
+            piece, self.pending = self.pending, bytearray()
+            events = await self.pool.run(self.utterance.feed_pcm, piece, False)
+            await self._send_events(events, final=False)
+
+    # ------------------------------------------------------------------ utterance
+
+    def _reset_utterance(self) -> None:
+        self.utterance: Optional[LiveUtterance] = None
+        self.fixed: ClientConfig = self.config  # the configuration the utterance started with
+        self.container: Optional[bytearray] = None  # a whole file being received (offline mode)
+        self.pending = bytearray()  # PCM not yet handed to the recogniser
+        self.pcm_bytes = 0
+        self.min_piece_bytes = 0
+        self.failed = False  # an error was sent; drop audio until the end signal
+        self.sentence_started = False
+        self.started_at = 0.0
+
+    async def _start_utterance(self) -> bool:
+        cfg = ClientConfig(**vars(self.config))
+        if cfg.mode in STREAMING_MODES and not cfg.is_pcm:
+            await self._fail(
+                f"{PCM_ONLY_ERROR} (wav_format '{cfg.wav_format}'; only the offline mode takes files)", text=PCM_ONLY_ERROR
+            )
+            return False
+        self.fixed = cfg
+        self.utterance = LiveUtterance(
+            self.recognizer, cfg.mode, cfg.chunk_size or (5, 10, 5), cfg.itn, cfg.audio_fs
+        )
+        self.container = None if cfg.is_pcm else bytearray()
+        self.min_piece_bytes = 2 * max(1, int(cfg.audio_fs * MIN_PIECE_SECONDS))
+        self.started_at = time.perf_counter()
+        return True
+
+    async def _finish_utterance(self) -> None:
+        if self.failed:
+            self._reset_utterance()
+            return
+        utterance = self.utterance
+        cfg = self.fixed if utterance is not None else self.config
+        events: List[StreamEvent] = []
+        error: Optional[str] = None
+        if utterance is not None:
+            try:
+                if self.container is not None:
+                    events = await self.pool.run(
+                        utterance.feed_file, self.container, self.limits.max_utterance_seconds
+                    )
+                else:
+                    piece, self.pending = self.pending, bytearray()
+                    events = await self.pool.run(utterance.feed_pcm, piece, True)
+            except AudioDecodeError as exc:
+                error = str(exc)
+        await self._send_events(events, final=True, cfg=cfg, error=error)
+        self.utterances += 1
+        if utterance is not None:
+            log.info(
+                "[%s] %s %s: %.2f s audio, %.3f s after the first frame%s",
+                self.conn_id,
+                cfg.mode,
+                cfg.wav_name,
+                utterance.seconds,
+                time.perf_counter() - self.started_at,
+                f", error: {error}" if error else "",
+            )
+        self._reset_utterance()
+
+    async def _fail(self, error: str, text: str = "") -> None:
+        """Answer with an error, drop this utterance's audio until the end signal."""
+        log.info("[%s] utterance dropped: %s", self.conn_id, error)
+        cfg = self.fixed if self.utterance is not None else self.config
+        await self.send(result_message(cfg.mode, cfg.wav_name, text, is_final=True, error=error))
+        self._reset_utterance()
+        self.failed = True
+
+    # ------------------------------------------------------------------ messages out
+
+    async def _send_events(
+        self, events: List[StreamEvent], final: bool, cfg: Optional[ClientConfig] = None, error: Optional[str] = None
+    ) -> None:
+        cfg = cfg or self.fixed
+        if cfg.mode == "online":
+            await self._send_online(events, final, cfg, error)
+            return
+        segments = [ev for ev in events if isinstance(ev, SegmentText)]
+        last_segment = segments[-1] if final and segments else None
+        for ev in events:
+            if isinstance(ev, PartialText):
+                if cfg.mode == "2pass":
+                    await self.send(self._delta_message("2pass-online", ev.text, cfg))
+            else:
+                await self.send(self._segment_message(ev, cfg, is_final=ev is last_segment))
+        if final and last_segment is None:
+            extra = {"error": error} if error else {}
+            await self.send(result_message("2pass-offline", cfg.wav_name, "", is_final=True, **extra))
+
+    async def _send_online(self, events: List[StreamEvent], final: bool, cfg: ClientConfig, error: Optional[str]) -> None:
+        partials = [ev for ev in events if isinstance(ev, PartialText)]
+        if not final:
+            for ev in partials:
+                await self.send(self._delta_message("online", ev.text, cfg, ends_segment=ev.ends_segment))
+            return
+        # the end signal: the tail's text, all in the one final message
+        text = "".join(ev.text for ev in partials)
+        extra: Dict[str, Any] = {"error": error} if error else {}
+        if text:
+            extra.update(self._slice_fields(ends_segment=True))
+        await self.send(result_message("online", cfg.wav_name, text, is_final=True, **extra))
+
+    def _slice_fields(self, ends_segment: bool = False) -> Dict[str, int]:
+        """The reference's ``slice_type`` (0 first text of a sentence, 1 more, 2 finished) and ``index``."""
+        fields = {"slice_type": 1 if self.sentence_started else 0, "index": self.sentence_index}
+        self.sentence_started = True
+        if ends_segment:
+            self.sentence_index += 1
+            self.sentence_started = False
+        return fields
+
+    def _delta_message(self, mode: str, text: str, cfg: ClientConfig, ends_segment: bool = False) -> str:
+        return result_message(mode, cfg.wav_name, text, is_final=False, **self._slice_fields(ends_segment))
+
+    def _segment_message(self, ev: SegmentText, cfg: ClientConfig, is_final: bool) -> str:
+        t = ev.transcript
+        msg = result_message(
+            "2pass-offline",
+            cfg.wav_name,
+            t.text,
+            is_final=is_final,
+            timestamps=t.timestamps,
+            sentences=[s.to_json() for s in t.sentences] if t.sentences is not None else None,
+            start_time=ev.start_ms,
+            end_time=ev.end_ms,
+            slice_type=2,
+            index=self.sentence_index,
+        )
+        self.sentence_index += 1
+        self.sentence_started = False
+        return msg
+
