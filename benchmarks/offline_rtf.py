@@ -14,22 +14,20 @@ random-models tool or downloaded from ModelScope).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from websockets.sync.client import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models.audio import load_audio_file  # noqa: E402
-from server.app import AsrServer, ServerOptions  # noqa: E402
-from server.decoder_pool import DecoderPool  # noqa: E402
+from benchmarks.inprocess import start_server  # noqa: E402
 from server.model_loader import load_offline_pipeline  # noqa: E402
 from server.settings import ServerSettings  # noqa: E402
 
@@ -67,24 +65,9 @@ def main() -> None:
         pipeline.transcribe(waveform)
         direct.append(time.perf_counter() - t)
 
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    holder = {}
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        srv = AsrServer(pipeline, DecoderPool(2), ServerOptions(host="127.0.0.1", port=0))
-        loop.run_until_complete(srv.start())
-        holder["port"] = srv.port
-        started.set()
-        loop.run_forever()
-
-    threading.Thread(target=serve, daemon=True).start()
-    started.wait(30)
-    from websockets.sync.client import connect
-
+    url = start_server(pipeline, decoder_threads=2)
     served = []
-    with connect(f"ws://127.0.0.1:{holder['port']}", max_size=None) as ws:
+    with connect(url, max_size=None) as ws:
         for _ in range(args.runs + 1):
             t = time.perf_counter()
             ws.send(json.dumps({"mode": "offline", "wav_name": "bench", "wav_format": "pcm", "audio_fs": 16000}))

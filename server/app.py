@@ -14,7 +14,8 @@ from models.offline_pipeline import OfflinePipeline
 from models.two_pass import TwoPassRecognizer
 
 from .decoder_pool import DecoderPool
-from .offline_session import OfflineSession, SessionLimits
+from .offline_session import OfflineSession
+from .session import SessionLimits
 from .streaming_session import StreamingSession
 
 log = logging.getLogger(__name__)

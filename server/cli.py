@@ -23,7 +23,7 @@ from models.model_dir import ModelDirError
 from .app import MIB, AsrServer, ServerOptions
 from .decoder_pool import DecoderPool
 from .hotwords import HotwordError, parse_hotword_file
-from .offline_session import SessionLimits
+from .session import SessionLimits
 from .settings import DEFAULT_ONLINE_MODEL, DEFAULT_REALTIME_PUNC_MODEL, ServerSettings
 
 log = logging.getLogger("funasr_wss_server")

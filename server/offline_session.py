@@ -8,76 +8,36 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Awaitable, Callable, Dict, Optional
 
 from models.offline_pipeline import OfflinePipeline
 
-from .decoder_pool import DecoderPool
-from .hotwords import HotwordError, merge_hotwords, parse_client_hotwords
-from .protocol import ClientConfig, ProtocolError, apply_fields, error_message, parse_control_message, result_message
+from .protocol import error_message, result_message
 from .recognizer import sentences_json, transcribe_utterance
+from .session import Session
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[str], Awaitable[None]]
 
-
-@dataclass(frozen=True)
-class SessionLimits:
-    """Per-utterance bounds, so no client can make a connection grow without limit.
-
-    Duration is what costs memory and time downstream (a 1 kHz PCM stream or a
-    compressed file is resampled/decoded to 16 kHz), so the cap is in seconds:
-    PCM is checked as it arrives, container files when decoded.  Container
-    bytes have their own cap.
-    """
-
-    max_utterance_seconds: float = 3 * 3600
-    max_container_bytes: int = 512 << 20
-
-
-class OfflineSession:
-    def __init__(
-        self,
-        pipeline: OfflinePipeline,
-        pool: DecoderPool,
-        send: Send,
-        limits: SessionLimits = SessionLimits(),
-        server_hotwords: Optional[Dict[str, int]] = None,
-        conn_id: str = "-",
-    ):
-        self.pipeline = pipeline
-        self.pool = pool
-        self.send = send
-        self.limits = limits
-        self.server_hotwords = server_hotwords or {}
-        self.conn_id = conn_id
-        self.config = ClientConfig()
-        self.configured = False  # audio before the first text message is dropped (C++ behaviour)
-        self.hotwords: Dict[str, int] = dict(self.server_hotwords)
+class OfflineSession(Session):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pipeline: OfflinePipeline = self.models
         self.audio = bytearray()
         self.overflowed = False
-        self.utterances = 0
+
+    def error_mode(self) -> str:
+        return "offline"
 
     async def on_text(self, text: str) -> None:
-        try:
-            message = parse_control_message(text)
-            first = not self.configured
-            if first and "hotwords" in message.fields:
-                self.hotwords = merge_hotwords(self.server_hotwords, parse_client_hotwords(message.fields["hotwords"]))
-            apply_fields(self.config, message.fields, first_message=first)
-        except (ProtocolError, HotwordError) as exc:
-            log.info("[%s] bad control message: %s", self.conn_id, exc)
-            await self.send(error_message(str(exc), self.config.wav_name, "offline"))
+        message = await self.read_control(text)
+        if message is None:
             self._reset_utterance()
             return
-        self.configured = True
         if message.end_of_utterance:
             await self._finish_utterance()
 
     async def on_audio(self, data: bytes) -> None:
-        if not self.configured or self.overflowed:
+        if not self.seen_first_message or self.overflowed:
             return
         size = len(self.audio) + len(data)
         if self.config.is_pcm:

@@ -32,19 +32,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Awaitable, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from models.two_pass import TwoPassRecognizer
 
-from .decoder_pool import DecoderPool
-from .hotwords import HotwordError, merge_hotwords, parse_client_hotwords
-from .offline_session import SessionLimits
-from .protocol import ClientConfig, ProtocolError, apply_fields, error_message, parse_control_message, result_message
+from .protocol import ClientConfig, error_message, result_message
 from .recognizer import AudioDecodeError, LiveUtterance, PartialText, SegmentText, StreamEvent
+from .session import Session
 
 log = logging.getLogger(__name__)
-
-Send = Callable[[str], Awaitable[None]]
 
 STREAMING_MODES = ("online", "2pass")
 #: The reference's answer to a container file in a streaming mode; kept word for word, clients match on it.
@@ -53,47 +49,21 @@ PCM_ONLY_ERROR = "ERROR. Real-time transcription service ONLY SUPPORT PCM stream
 MIN_PIECE_SECONDS = 0.05
 
 
-class StreamingSession:
-    def __init__(
-        self,
-        recognizer: TwoPassRecognizer,
-        pool: DecoderPool,
-        send: Send,
-        limits: SessionLimits = SessionLimits(),
-        server_hotwords: Optional[Dict[str, int]] = None,
-        conn_id: str = "-",
-    ):
-        self.recognizer = recognizer
-        self.pool = pool
-        self.send = send
-        self.limits = limits
-        self.server_hotwords = server_hotwords or {}
-        self.conn_id = conn_id
-        self.config = ClientConfig()
-        self.seen_first_message = False
+class StreamingSession(Session):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.recognizer: TwoPassRecognizer = self.models
         self.configured = False  # a valid configuration has arrived; audio counts from now on
-        #: Merged hotwords of this connection.  The Paraformer exports of the 2pass profile
-        #: have no hotword input, so they do not change decoding yet; they are validated and kept.
-        self.hotwords: Dict[str, int] = dict(self.server_hotwords)
-        self.utterances = 0
         self.sentence_index = 0  # the reference's ``index``: segments finished on this connection
         self._reset_utterance()
 
     # ------------------------------------------------------------------ frames in
 
     async def on_text(self, text: str) -> None:
-        try:
-            message = parse_control_message(text)
-            first = not self.seen_first_message
-            if first and "hotwords" in message.fields:
-                self.hotwords = merge_hotwords(self.server_hotwords, parse_client_hotwords(message.fields["hotwords"]))
-            apply_fields(self.config, message.fields, first_message=first)
-        except (ProtocolError, HotwordError) as exc:
-            log.info("[%s] bad control message: %s", self.conn_id, exc)
-            await self.send(error_message(str(exc), self.config.wav_name, self.config.mode))
+        message = await self.read_control(text)
+        if message is None:
             self._reset_utterance()
             return
-        self.seen_first_message = True
         if self.config.mode in STREAMING_MODES and self.config.chunk_size is None:
             self.configured = False
             await self.send(

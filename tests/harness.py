@@ -8,7 +8,7 @@ from typing import Optional
 from server.app import AsrServer, ServerOptions
 from server.decoder_pool import DecoderPool
 from server.model_loader import load_models
-from server.offline_session import SessionLimits
+from server.session import SessionLimits
 from server.settings import ServerSettings
 from tests.paths import ASR_ONLINE_DIR, ASR_TIMESTAMP_DIR, PUNC_DIR, PUNC_REALTIME_DIR, VAD_DIR
 

@@ -1,6 +1,7 @@
 """The ``funasr-wss-server`` command: flags, start-up errors, a real process serving a file."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import wave
+from typing import List
 
 import pytest
 from websockets.sync.client import connect
@@ -80,20 +82,32 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> No
     raise AssertionError("server did not open its port")
 
 
+@contextlib.contextmanager
+def server_process(cmd: List[str], port: int):
+    """A server subprocess on ``port``; yields once it accepts connections, killed if still alive after."""
+    proc = subprocess.Popen(cmd + ["--listen-ip", "127.0.0.1", "--port", str(port), "--decoder-thread-num", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_port(port, proc)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def fixture_pcm() -> bytes:
+    with wave.open(str(AUDIO / "zh01_asr_example_zh.wav")) as w:
+        return w.readframes(w.getnframes())
+
+
 def test_server_process_serves_a_file_and_stops_cleanly_on_sigterm(tmp_path):
     port = _free_port()
     hotwords = tmp_path / "hotwords.txt"
     hotwords.write_text("阿里巴巴 20\n", encoding="utf-8")
-    proc = subprocess.Popen(
-        SERVER_CMD + ["--listen-ip", "127.0.0.1", "--port", str(port), "--model-dir", str(ASR_TIMESTAMP_DIR),
-                      "--vad-dir", str(VAD_DIR), "--punc-dir", str(PUNC_DIR), "--decoder-thread-num", "2",
-                      "--hotword", str(hotwords)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        _wait_for_port(port, proc)
-        with wave.open(str(AUDIO / "zh01_asr_example_zh.wav")) as w:
-            pcm = w.readframes(w.getnframes())
+    args = ["--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR), "--punc-dir", str(PUNC_DIR), "--hotword", str(hotwords)]
+    with server_process(SERVER_CMD + args, port) as proc:
+        pcm = fixture_pcm()
         with connect(f"ws://127.0.0.1:{port}") as ws:
             ws.send(json.dumps({"mode": "offline", "wav_name": "cli", "wav_format": "pcm", "audio_fs": 16000}))
             for i in range(0, len(pcm), 1920):
@@ -103,10 +117,6 @@ def test_server_process_serves_a_file_and_stops_cleanly_on_sigterm(tmp_path):
         assert msg["wav_name"] == "cli" and msg["text"] and msg["mode"] == "offline"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_unreachable_hub_stops_at_once_with_advice(tmp_path):
@@ -141,18 +151,12 @@ def test_earlier_download_is_reused_offline(tmp_path):
     assert resolve_model_dir("iic/speech_fsmn_vad_zh-cn-16k-common-onnx", tmp_path) == target
 
 
-def test_2pass_server_process_streams_and_stops_cleanly(tmp_path):
+def test_2pass_server_process_streams_and_stops_cleanly():
     port = _free_port()
-    proc = subprocess.Popen(
-        SERVER_2PASS_CMD + ["--listen-ip", "127.0.0.1", "--port", str(port), "--model-dir", str(ASR_TIMESTAMP_DIR),
-                            "--online-model-dir", str(ASR_ONLINE_DIR), "--vad-dir", str(VAD_DIR),
-                            "--punc-dir", str(PUNC_REALTIME_DIR), "--decoder-thread-num", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        _wait_for_port(port, proc)
-        with wave.open(str(AUDIO / "zh01_asr_example_zh.wav")) as w:
-            pcm = w.readframes(w.getnframes())
+    args = ["--model-dir", str(ASR_TIMESTAMP_DIR), "--online-model-dir", str(ASR_ONLINE_DIR), "--vad-dir", str(VAD_DIR),
+            "--punc-dir", str(PUNC_REALTIME_DIR)]
+    with server_process(SERVER_2PASS_CMD + args, port) as proc:
+        pcm = fixture_pcm()
         with connect(f"ws://127.0.0.1:{port}") as ws:
             ws.send(json.dumps({"mode": "2pass", "wav_name": "cli2", "chunk_size": [5, 10, 5]}))
             for i in range(0, len(pcm), 19200):
@@ -166,7 +170,3 @@ def test_2pass_server_process_streams_and_stops_cleanly(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         assert "2pass profile" in proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

@@ -13,7 +13,7 @@ import threading
 import time
 import wave
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import numpy as np
 import pytest
@@ -21,10 +21,10 @@ from websockets.sync.client import connect
 
 from models.audio import load_audio_file, pcm16_to_float, resample
 from models.two_pass import FINAL_MARK, PartialText, SegmentText
-from server.offline_session import SessionLimits
+from server.session import SessionLimits
 from server.streaming_session import PCM_ONLY_ERROR, StreamingSession
 from tests.harness import ServerThread, fixture_settings_2pass
-from tests.paths import AUDIO
+from tests.paths import ASR_PLAIN_DIR, AUDIO, PUNC_DIR
 
 CHUNK = 19200  # 600 ms of 16 kHz int16: what FunASR's clients send per chunk_size [5, 10, 5]
 CONFIG = {"chunk_size": [5, 10, 5], "wav_name": "t", "is_speaking": True}
@@ -86,6 +86,13 @@ def stream(url: str, pcm: bytes, mode: str, stride: int = CHUNK, realtime: bool 
         t.join(120)
         assert not t.is_alive(), "no final message"
     return run
+
+
+def recv_until_final(ws, timeout: float = 30) -> List[dict]:
+    msgs: List[dict] = []
+    while not msgs or not msgs[-1]["is_final"]:
+        msgs.append(json.loads(ws.recv(timeout=timeout)))
+    return msgs
 
 
 def model_events(server, pcm: bytes, mode: str, rate: int = 16000):
@@ -261,9 +268,7 @@ def test_reuse_after_the_final_and_a_bare_end_signal(two_pass_server):
             for i in range(0, len(pcm), CHUNK):
                 ws.send(pcm[i : i + CHUNK])
             ws.send(json.dumps({"is_speaking": False}))
-            msgs = []
-            while not msgs or not msgs[-1]["is_final"]:
-                msgs.append(json.loads(ws.recv(timeout=30)))
+            msgs = recv_until_final(ws)
             runs.append(msgs)
         # chunk_size stayed; times restart at 0; the name changed
         assert [dict(m, wav_name="", index=0) for m in runs[0]] == [dict(m, wav_name="", index=0) for m in runs[1]]
@@ -277,7 +282,6 @@ def test_reuse_after_the_final_and_a_bare_end_signal(two_pass_server):
 
 
 def test_8khz_pcm_is_resampled(two_pass_server):
-    pcm8 = (AUDIO / "k8_BAC009S0764W0121_8k.wav").read_bytes()[44:]
     with wave.open(str(AUDIO / "k8_BAC009S0764W0121_8k.wav")) as w:
         assert w.getframerate() == 8000
         pcm8 = w.readframes(w.getnframes())
@@ -298,9 +302,7 @@ def test_audio_before_the_first_config_is_dropped(two_pass_server):
         for i in range(0, len(pcm), CHUNK):
             ws.send(pcm[i : i + CHUNK])
         ws.send(json.dumps({"is_speaking": False}))
-        msgs = []
-        while not msgs or not msgs[-1]["is_final"]:
-            msgs.append(json.loads(ws.recv(timeout=30)))
+        msgs = recv_until_final(ws)
     assert msgs == plain.messages
 
 
@@ -318,9 +320,7 @@ def test_streaming_mode_without_chunk_size_gets_an_error(two_pass_server, config
         ws.send(json.dumps({"chunk_size": "5,10,5"}))  # the string form works too
         ws.send(pcm)
         ws.send(json.dumps({"is_speaking": False}))
-        msgs = []
-        while not msgs or not msgs[-1]["is_final"]:
-            msgs.append(json.loads(ws.recv(timeout=30)))
+        msgs = recv_until_final(ws)
     assert msgs and all("error" not in m for m in msgs)
 
 
@@ -346,9 +346,7 @@ def test_streaming_modes_refuse_container_files_and_recover(two_pass_server, mod
         ws.send(json.dumps({"wav_format": "pcm"}))
         ws.send(pcm)
         ws.send(json.dumps({"is_speaking": False}))
-        msgs = []
-        while not msgs or not msgs[-1]["is_final"]:
-            msgs.append(json.loads(ws.recv(timeout=30)))
+        msgs = recv_until_final(ws)
         assert msgs[-1]["text"] and "error" not in msgs[-1]
 
 
@@ -402,9 +400,7 @@ def test_streaming_utterance_cap():
             ws.send(json.dumps({**CONFIG, "mode": "2pass"}))
             for i in range(0, len(pcm), CHUNK):
                 ws.send(pcm[i : i + CHUNK])
-            msgs = []
-            while not msgs or not msgs[-1]["is_final"]:
-                msgs.append(json.loads(ws.recv(timeout=30)))
+            msgs = recv_until_final(ws)
             assert "too long" in msgs[-1]["error"]
             ws.send(json.dumps({"is_speaking": False}))
             with pytest.raises(TimeoutError):
@@ -412,7 +408,20 @@ def test_streaming_utterance_cap():
             # the next utterance is served
             ws.send(pcm[: CHUNK * 4])
             ws.send(json.dumps({"is_speaking": False}))
-            msgs = []
-            while not msgs or not msgs[-1]["is_final"]:
-                msgs.append(json.loads(ws.recv(timeout=30)))
+            msgs = recv_until_final(ws)
             assert "error" not in msgs[-1]
+
+
+def test_2pass_with_a_plain_paraformer_and_offline_punctuation():
+    """Exports without timestamps give no ``timestamp``; an offline punctuation model punctuates each segment."""
+    settings = fixture_settings_2pass(model_dir=str(ASR_PLAIN_DIR), punc_dir=str(PUNC_DIR))
+    pcm = pcm_of("zh02_llamacpp_sample.wav")
+    with ServerThread(settings) as server:
+        assert server.models.realtime_punctuator is None and server.models.pipeline.punctuator is not None
+        run = stream(server.url, pcm, "2pass")
+    offline = run.of_mode("2pass-offline")
+    assert len(offline) == 2 and offline[-1]["is_final"] is True
+    for m in offline:
+        assert "timestamp" not in m and "stamp_sents" not in m and m["text"]
+    # the offline export always ends a text with a sentence mark
+    assert all(m["text"][-1] in "。？" for m in offline)

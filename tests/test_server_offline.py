@@ -11,7 +11,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from models.audio import load_audio_file, pcm16_to_float, resample
-from server.offline_session import SessionLimits
+from server.session import SessionLimits
 from tests.harness import ServerThread, fixture_settings
 from tests.paths import AUDIO, GOLDEN
 
