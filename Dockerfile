@@ -1,6 +1,9 @@
 # CPU image of the FunASR-compatible WebSocket server.
 #   docker build -t funasr-wss-server .
 #   docker run -p 10096:10096 -v $PWD/models:/models funasr-wss-server
+# The 2pass profile (online and 2pass modes) from the same image:
+#   docker run -p 10096:10096 -v $PWD/models:/models --entrypoint funasr-wss-server-2pass \
+#     funasr-wss-server --download-model-dir /models --port 10096
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
