@@ -101,7 +101,12 @@ class StreamingSession(Session):
         self.pending += data
         if len(self.pending) >= self.min_piece_bytes:
             piece, self.pending = self.pending, bytearray()
-            events = await self.pool.run(self.utterance.feed_pcm, piece, False)
+            try:
+                events = await self.pool.run(self.utterance.feed_pcm, piece, False)
+            except Exception:  # a model failure costs this utterance, not the connection
+                log.exception("[%s] decoding failed", self.conn_id)
+                await self._fail("internal error while decoding this utterance; it was dropped")
+                return
             await self._send_events(events, final=False)
 
     # ------------------------------------------------------------------ utterance
@@ -152,6 +157,9 @@ class StreamingSession(Session):
                     events = await self.pool.run(utterance.feed_pcm, piece, True)
             except AudioDecodeError as exc:
                 error = str(exc)
+            except Exception:
+                log.exception("[%s] decoding failed", self.conn_id)
+                error = "internal error while decoding this utterance"
         await self._send_events(events, final=True, cfg=cfg, error=error)
         self.utterances += 1
         if utterance is not None:

@@ -425,3 +425,28 @@ def test_2pass_with_a_plain_paraformer_and_offline_punctuation():
         assert "timestamp" not in m and "stamp_sents" not in m and m["text"]
     # the offline export always ends a text with a sentence mark
     assert all(m["text"][-1] in "。？" for m in offline)
+
+
+def test_a_model_failure_costs_the_utterance_not_the_connection(two_pass_server, monkeypatch):
+    from server import recognizer
+
+    pcm = pcm_of("zh01_asr_example_zh.wav")
+    original = recognizer.LiveUtterance.feed_pcm
+
+    def broken(self, data, final=False):
+        raise RuntimeError("simulated onnxruntime failure")
+
+    with connect(two_pass_server.url) as ws:
+        monkeypatch.setattr(recognizer.LiveUtterance, "feed_pcm", broken)
+        ws.send(json.dumps({**CONFIG, "mode": "2pass"}))
+        ws.send(pcm[:CHUNK])
+        err = json.loads(ws.recv(timeout=10))
+        assert err["is_final"] is True and "internal error" in err["error"]
+        ws.send(json.dumps({"is_speaking": False}))  # closes the failed utterance quietly
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.5)
+        monkeypatch.setattr(recognizer.LiveUtterance, "feed_pcm", original)
+        ws.send(pcm)
+        ws.send(json.dumps({"is_speaking": False}))
+        msgs = recv_until_final(ws)
+        assert msgs[-1]["text"] and "error" not in msgs[-1]
