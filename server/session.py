@@ -75,6 +75,8 @@ class Session:
             log.info("[%s] bad control message: %s", self.conn_id, exc)
             await self.send(error_message(str(exc), self.config.wav_name, self.error_mode()))
             return None
+        if hotwords is not self.hotwords:
+            log.info("[%s] %d hotwords for this connection (%d from the server's list)", self.conn_id, len(hotwords), len(self.server_hotwords))
         self.hotwords = hotwords
         self.seen_first_message = True
         return message
