@@ -1,21 +1,33 @@
-"""The asyncio WebSocket server: accepts connections and feeds each one's frames to its session."""
+"""The asyncio WebSocket server: accepts connections and feeds each one's frames to its session.
+
+Lifecycle: the port opens before the models are loaded (``/health`` says 503
+and handshakes are refused until :meth:`AsrServer.set_models`), and
+:meth:`AsrServer.drain` stops it gracefully: no new connections, in-flight
+utterances get a grace period to finish, then every connection is closed
+with 1001 (going away).
+"""
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import ssl
+import time
+import weakref
 from dataclasses import dataclass
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Set, Union
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from models.offline_pipeline import OfflinePipeline
 from models.two_pass import TwoPassRecognizer
 
 from .decoder_pool import DecoderPool
+from .http_routes import AccessPolicy, HttpRoutes
 from .offline_session import OfflineSession
-from .session import SessionLimits
+from .session import Session, SessionLimits
 from .streaming_session import StreamingSession
 
 log = logging.getLogger(__name__)
@@ -30,6 +42,7 @@ class ServerOptions:
     max_message_bytes: int = 32 * MIB  # one frame may hold a whole utterance, like the C++ server's limit
     limits: SessionLimits = SessionLimits()
     ssl_context: Optional[ssl.SSLContext] = None
+    access: AccessPolicy = AccessPolicy()
 
 
 Models = Union[OfflinePipeline, TwoPassRecognizer]
@@ -44,25 +57,53 @@ class AsrServer:
     chosen per connection).
     """
 
-    def __init__(self, models: Models, pool: DecoderPool, options: ServerOptions, server_hotwords: Optional[Dict[str, int]] = None):
-        self.models = models
+    def __init__(
+        self,
+        models: Optional[Models],
+        pool: DecoderPool,
+        options: ServerOptions,
+        server_hotwords: Optional[Dict[str, int]] = None,
+    ):
+        self.models = models  # None while they load: the server answers but accepts no session
         self.pool = pool
         self.options = options
         self.server_hotwords = server_hotwords or {}
         self._ids = itertools.count(1)
-        self.active_sessions = 0
+        self.sessions: Set[Session] = set()
+        self.draining = False
         self._server: Optional[Server] = None
+        # Connections admitted by the handshake hook and not closed yet; weak, so a handshake
+        # that fails after admission cannot leak a slot.
+        self._admitted: "weakref.WeakSet[ServerConnection]" = weakref.WeakSet()
+        self.routes = HttpRoutes(options.access, self.accepting, self.admit)
 
     @property
     def profile(self) -> str:
         return "2pass" if isinstance(self.models, TwoPassRecognizer) else "offline"
+
+    @property
+    def active_sessions(self) -> int:
+        return len(self.sessions)
+
+    def set_models(self, models: Models) -> None:
+        """The models are loaded: start taking connections."""
+        self.models = models
+
+    def accepting(self) -> bool:
+        return self.models is not None and not self.draining
+
+    def admit(self, connection: ServerConnection) -> int:
+        """Count ``connection`` as open; return how many others were open before it."""
+        others = sum(1 for c in self._admitted if c.state in (State.CONNECTING, State.OPEN))
+        self._admitted.add(connection)
+        return others
 
     async def handle(self, ws: ServerConnection) -> None:
         conn_id = f"c{next(self._ids)}"
         log.info("[%s] connected from %s", conn_id, ws.remote_address)
         session_class = StreamingSession if self.profile == "2pass" else OfflineSession
         session = session_class(self.models, self.pool, ws.send, self.options.limits, self.server_hotwords, conn_id)
-        self.active_sessions += 1
+        self.sessions.add(session)
         try:
             async for message in ws:
                 if isinstance(message, str):
@@ -75,7 +116,7 @@ class AsrServer:
             log.exception("[%s] session failed", conn_id)
             await ws.close(1011, "internal error")
         finally:
-            self.active_sessions -= 1
+            self.sessions.discard(session)
             log.info("[%s] closed after %d utterances", conn_id, session.utterances)
 
     async def start(self) -> Server:
@@ -90,17 +131,39 @@ class AsrServer:
             ping_interval=None,  # the reference never pings and clients do not answer reliably
             compression=None,
             ssl=self.options.ssl_context,
+            process_request=self.routes,
         )
+        self._port = self._server.sockets[0].getsockname()[1]
         return self._server
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return self._server.sockets[0].getsockname()[1]
+        assert self._server is not None, "not started"
+        return self._port
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Stop gracefully: refuse new connections, give utterances in flight up to
+        ``grace_seconds`` to finish, then close every connection with 1001."""
+        self.draining = True
+        if self._server is None:
+            return
+        self._server.close(close_connections=False)  # stop listening; open connections go on
+        deadline = time.monotonic() + grace_seconds
+        while any(s.busy for s in self.sessions) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        busy = sum(1 for s in self.sessions if s.busy)
+        if busy:
+            log.warning("grace period over: closing %d connections with utterances in flight", busy)
+        # The listener is closed already, so Server.close() would not close connections again.
+        await asyncio.gather(
+            *(c.close(1001, "server shutting down") for c in self._server.connections), return_exceptions=True
+        )
+        await self._server.wait_closed()
 
     async def close(self) -> None:
+        """Close at once: every connection gets 1001 (going away)."""
         if self._server is not None:
-            self._server.close()
+            self._server.close(close_connections=True)
             await self._server.wait_closed()
 
 

@@ -21,6 +21,7 @@ from typing import List, Optional, Sequence
 from models.model_dir import ModelDirError
 
 from .app import MIB, AsrServer, ServerOptions
+from .http_routes import AccessPolicy
 from .decoder_pool import DecoderPool
 from .hotwords import HotwordError, parse_hotword_file
 from .session import SessionLimits
@@ -107,6 +108,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add("keyfile", type=_optional_path, default=None, help="PEM private key for --certfile")
     add("max_message_mib", type=int, default=d.max_message_mib, help="largest single WebSocket message")
     add("max_utterance_seconds", type=int, default=d.max_utterance_seconds, help="most audio per utterance, in seconds")
+    add("max_connections", type=int, default=None,
+        help="most WebSocket connections at once; more are refused with HTTP 503 (default: no limit)")
+    add("api_key", default=None,
+        help="require this key: 'Authorization: Bearer <key>' (or 'Bearer; <key>'), or ?token=<key>; otherwise HTTP 401")
+    add("shutdown_grace", type=float, default=d.shutdown_grace,
+        help="on SIGTERM/SIGINT, seconds for utterances in flight to finish before connections are closed")
     add("log_level", default=d.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging level")
     # Flags of the reference that only matter with features we do not have; accepted so scripts run.
     for name, kw in (
@@ -135,6 +142,12 @@ def settings_from_args(argv: Optional[Sequence[str]] = None, prog: str = PROG) -
         )
     if settings.online_model_dir and not settings.vad_dir:
         raise CliError("the 2pass profile needs a VAD model: its segments drive both passes (give --vad-dir)")
+    if settings.max_connections is not None and settings.max_connections < 1:
+        raise CliError("--max-connections must be at least 1")
+    if settings.api_key is not None and not settings.api_key.strip():
+        settings.api_key = None
+    if settings.shutdown_grace < 0:
+        raise CliError("--shutdown-grace must not be negative")
     for name in ("decoder_thread_num", "model_thread_num", "batch_size", "max_message_mib", "max_utterance_seconds"):
         if getattr(settings, name) < 1:
             raise CliError(f"--{name.replace('_', '-')} must be at least 1")
@@ -161,6 +174,7 @@ def ssl_context(settings: ServerSettings) -> Optional[ssl.SSLContext]:
 
 
 async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = None) -> None:
+    """Open the port, load the models (``/health`` says 503 meanwhile), serve until SIGTERM/SIGINT, drain."""
     from .model_loader import load_models
 
     server_hotwords = {}
@@ -170,10 +184,6 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
         except (OSError, HotwordError) as exc:
             raise CliError(f"--hotword: {exc}") from None
     context = ssl_context(settings)
-    try:
-        models = await asyncio.to_thread(load_models, settings)
-    except ModelDirError as exc:
-        raise CliError(str(exc)) from None
     pool = DecoderPool(settings.decoder_thread_num)
     options = ServerOptions(
         host=settings.listen_ip,
@@ -181,17 +191,13 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
         max_message_bytes=settings.max_message_mib * MIB,
         limits=SessionLimits(max_utterance_seconds=settings.max_utterance_seconds),
         ssl_context=context,
+        access=AccessPolicy(api_key=settings.api_key, max_connections=settings.max_connections),
     )
-    server = AsrServer(models, pool, options, server_hotwords)
-    await server.start()
-    log.info(
-        "serving the %s profile on %s://%s:%d (%d decoder threads)",
-        server.profile,
-        "wss" if context else "ws",
-        settings.listen_ip,
-        server.port,
-        settings.decoder_thread_num,
-    )
+    server = AsrServer(None, pool, options, server_hotwords)
+    try:
+        await server.start()
+    except OSError as exc:
+        raise CliError(f"cannot listen on {settings.listen_ip}:{settings.port}: {exc.strerror or exc}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -199,12 +205,36 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
             pass
-    if ready is not None:
-        ready.set()
-    await stop.wait()
-    log.info("shutting down")
-    await server.close()
-    pool.shutdown(wait=True)
+    try:
+        loading = asyncio.ensure_future(asyncio.to_thread(load_models, settings))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([loading, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if not loading.done():
+            log.info("stopped while loading the models")
+            return
+        stopping.cancel()
+        try:
+            server.set_models(loading.result())
+        except ModelDirError as exc:
+            raise CliError(str(exc)) from None
+        log.info(
+            "serving the %s profile on %s://%s:%d (%d decoder threads%s%s)",
+            server.profile,
+            "wss" if context else "ws",
+            settings.listen_ip,
+            server.port,
+            settings.decoder_thread_num,
+            f", at most {settings.max_connections} connections" if settings.max_connections else "",
+            ", API key required" if settings.api_key else "",
+        )
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("shutting down: draining for up to %.0f s", settings.shutdown_grace)
+        await server.drain(settings.shutdown_grace)
+    finally:
+        await server.close()
+        pool.shutdown(wait=False)
 
 
 def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:

@@ -24,6 +24,11 @@ class OfflineSession(Session):
         self.pipeline: OfflinePipeline = self.models
         self.audio = bytearray()
         self.overflowed = False
+        self.decoding = False
+
+    @property
+    def busy(self) -> bool:
+        return self.decoding or bool(self.audio)
 
     def error_mode(self) -> str:
         return "offline"
@@ -66,15 +71,19 @@ class OfflineSession(Session):
         audio, cfg = self.audio, self.config
         self.audio = bytearray()
         started = time.perf_counter()
-        outcome = await self.pool.run(
-            transcribe_utterance,
-            self.pipeline,
-            audio,
-            cfg.wav_format,
-            cfg.audio_fs,
-            cfg.itn,
-            self.limits.max_utterance_seconds,
-        )
+        self.decoding = True
+        try:
+            outcome = await self.pool.run(
+                transcribe_utterance,
+                self.pipeline,
+                audio,
+                cfg.wav_format,
+                cfg.audio_fs,
+                cfg.itn,
+                self.limits.max_utterance_seconds,
+            )
+        finally:
+            self.decoding = False
         t = outcome.transcript
         extra = {"error": outcome.error} if outcome.error else {}
         await self.send(

@@ -54,6 +54,11 @@ class Session:
         self.hotwords: Dict[str, int] = dict(self.server_hotwords)
         self.utterances = 0
 
+    @property
+    def busy(self) -> bool:
+        """An utterance is in progress (audio received and not yet answered)."""
+        raise NotImplementedError
+
     def error_mode(self) -> str:
         """The ``mode`` field of an error answer."""
         return self.config.mode

@@ -41,4 +41,7 @@ class ServerSettings:
     keyfile: Optional[str] = None
     max_message_mib: int = 32
     max_utterance_seconds: int = 3 * 3600
+    max_connections: Optional[int] = None
+    api_key: Optional[str] = None
+    shutdown_grace: float = 30.0
     log_level: str = "INFO"

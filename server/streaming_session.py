@@ -57,6 +57,10 @@ class StreamingSession(Session):
         self.sentence_index = 0  # the reference's ``index``: segments finished on this connection
         self._reset_utterance()
 
+    @property
+    def busy(self) -> bool:
+        return self.utterance is not None
+
     # ------------------------------------------------------------------ frames in
 
     async def on_text(self, text: str) -> None:

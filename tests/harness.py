@@ -7,6 +7,7 @@ from typing import Optional
 
 from server.app import AsrServer, ServerOptions
 from server.decoder_pool import DecoderPool
+from server.http_routes import AccessPolicy
 from server.model_loader import load_models
 from server.session import SessionLimits
 from server.settings import ServerSettings
@@ -39,9 +40,18 @@ def fixture_settings_2pass(**overrides) -> ServerSettings:
 class ServerThread:
     """Starts :class:`AsrServer` with its own event loop; ``url`` points at it."""
 
-    def __init__(self, settings: ServerSettings, models=None, limits: Optional[SessionLimits] = None, max_message_bytes: Optional[int] = None):
+    def __init__(
+        self,
+        settings: ServerSettings,
+        models=None,
+        limits: Optional[SessionLimits] = None,
+        max_message_bytes: Optional[int] = None,
+        access: AccessPolicy = AccessPolicy(),
+        load: bool = True,
+    ):
         self.settings = settings
-        self.models = models or load_models(settings)
+        self.models = models or (load_models(settings) if load else None)
+        self.access = access
         self.limits = limits or SessionLimits()
         self.max_message_bytes = max_message_bytes or settings.max_message_mib * (1 << 20)
         self.loop = asyncio.new_event_loop()
@@ -52,7 +62,9 @@ class ServerThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         pool = DecoderPool(self.settings.decoder_thread_num)
-        options = ServerOptions(host="127.0.0.1", port=0, max_message_bytes=self.max_message_bytes, limits=self.limits)
+        options = ServerOptions(
+            host="127.0.0.1", port=0, max_message_bytes=self.max_message_bytes, limits=self.limits, access=self.access
+        )
         self.server = AsrServer(self.models, pool, options)
         self.loop.run_until_complete(self.server.start())
         self._started.set()
@@ -69,6 +81,19 @@ class ServerThread:
     def __exit__(self, *exc) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+
+    def call(self, coroutine, timeout: float = 60):
+        """Run a coroutine on the server's event loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def start_call(self, coroutine):
+        """Run a coroutine on the server's event loop without waiting (a concurrent.futures.Future)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    @property
+    def http_url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.port}"
 
     @property
     def url(self) -> str:

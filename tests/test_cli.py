@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -69,17 +70,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+def health(port: int) -> int:
+    """The status of ``GET /health``; 0 when nothing answers."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", "/health")
+        return conn.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        conn.close()
+
+
+def _wait_until_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"server exited early: {proc.stderr.read()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("server did not open its port")
+        if health(port) == 200:
+            return
+        time.sleep(0.1)
+    raise AssertionError("server did not become healthy")
 
 
 @contextlib.contextmanager
@@ -88,7 +99,7 @@ def server_process(cmd: List[str], port: int):
     proc = subprocess.Popen(cmd + ["--listen-ip", "127.0.0.1", "--port", str(port), "--decoder-thread-num", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for_port(port, proc)
+        _wait_until_healthy(port, proc)
         yield proc
     finally:
         if proc.poll() is None:
@@ -170,3 +181,31 @@ def test_2pass_server_process_streams_and_stops_cleanly():
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         assert "2pass profile" in proc.stderr.read()
+
+
+def test_sigterm_lets_the_utterance_in_flight_finish(tmp_path):
+    port = _free_port()
+    args = ["--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR), "--punc-dir", str(PUNC_DIR),
+            "--shutdown-grace", "20"]
+    with server_process(SERVER_CMD + args, port) as proc:
+        with connect(f"ws://127.0.0.1:{port}") as ws:
+            ws.send(json.dumps({"mode": "offline", "wav_name": "inflight"}))
+            ws.send(fixture_pcm())
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert proc.poll() is None  # waiting for this utterance
+            assert health(port) != 200  # no longer taking connections
+            ws.send(json.dumps({"is_speaking": False}))
+            assert json.loads(ws.recv(timeout=30))["wav_name"] == "inflight"
+        assert proc.wait(30) == 0
+
+
+def test_admission_flags():
+    s = settings_from_args(["--max-connections", "20", "--api-key", "k", "--shutdown-grace", "5"])
+    assert (s.max_connections, s.api_key, s.shutdown_grace) == (20, "k", 5.0)
+    d = settings_from_args([])
+    assert d.max_connections is None and d.api_key is None and d.shutdown_grace == 30.0
+    for bad in (["--max-connections", "0"], ["--shutdown-grace", "-1"]):
+        with pytest.raises(CliError):
+            settings_from_args(bad)

@@ -1,0 +1,83 @@
+"""What the server answers over plain HTTP on its WebSocket port, before any handshake.
+
+Every request passes through :meth:`HttpRoutes.__call__` (websockets'
+``process_request`` hook):
+
+* ``GET /health``: 200 ``ok`` when the models are loaded and the server takes
+  connections, 503 while it is starting or draining: for load balancers and
+  container health checks;
+* anything else is a WebSocket handshake, on any path (clients in the field
+  use ``/``, ``/ws`` and others).  It is refused with 503 while starting or
+  draining or beyond ``--max-connections``, and with 401 when ``--api-key`` is
+  set and the request does not carry it.
+
+The key is accepted as ``Authorization: Bearer <key>``, as the
+``Bearer; <key>`` form xiaozhi-esp32-server sends, or as ``?token=<key>`` for
+clients that cannot set headers (browsers).
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Callable, Optional
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
+
+log = logging.getLogger(__name__)
+
+HEALTH_PATH = "/health"
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    api_key: Optional[str] = None  # None: no authentication
+    max_connections: Optional[int] = None  # None: no limit
+
+
+def presented_key(request: Request) -> Optional[str]:
+    """The API key a request carries, in any of the accepted forms, or None."""
+    auth = request.headers.get("Authorization", "")
+    scheme, _, rest = auth.partition(" ")
+    scheme = scheme.strip()
+    if scheme.rstrip(";").lower() == "bearer":
+        key = rest.strip().lstrip(";").strip()
+        if key:
+            return key
+    tokens = parse_qs(urlsplit(request.path).query).get("token")
+    return tokens[0] if tokens else None
+
+
+class HttpRoutes:
+    """The ``process_request`` hook; reads the server's state through the callables it is given."""
+
+    def __init__(self, policy: AccessPolicy, accepting: Callable[[], bool], admit: Callable[[ServerConnection], int]):
+        self.policy = policy
+        self.accepting = accepting  # models loaded and not draining
+        self.admit = admit  # counts a connection in; returns how many others are open
+
+    def __call__(self, connection: ServerConnection, request: Request) -> Optional[Response]:
+        path = urlsplit(request.path).path
+        if path == HEALTH_PATH and "upgrade" not in request.headers.get("Connection", "").lower():
+            if self.accepting():
+                return connection.respond(HTTPStatus.OK, "ok\n")
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "starting or draining\n")
+        if not self.accepting():
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "the server is starting or shutting down\n")
+        key = self.policy.api_key
+        if key is not None:
+            given = presented_key(request)
+            if given is None or not hmac.compare_digest(given.encode(), key.encode()):
+                log.info("refused %s: missing or wrong API key", connection.remote_address)
+                response = connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong API key\n")
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return response
+        others = self.admit(connection)
+        limit = self.policy.max_connections
+        if limit is not None and others >= limit:
+            log.warning("refused %s: %d connections already open (--max-connections)", connection.remote_address, limit)
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"too many connections (limit {limit})\n")
+        return None
