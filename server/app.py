@@ -9,6 +9,7 @@ with 1001 (going away).
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import ssl
@@ -26,6 +27,7 @@ from models.two_pass import TwoPassRecognizer
 
 from .decoder_pool import DecoderPool
 from .http_routes import AccessPolicy, HttpRoutes
+from .metrics import ServerMetrics
 from .offline_session import OfflineSession
 from .session import Session, SessionLimits
 from .streaming_session import StreamingSession
@@ -75,7 +77,8 @@ class AsrServer:
         # Connections admitted by the handshake hook and not closed yet; weak, so a handshake
         # that fails after admission cannot leak a slot.
         self._admitted: "weakref.WeakSet[ServerConnection]" = weakref.WeakSet()
-        self.routes = HttpRoutes(options.access, self.accepting, self.admit)
+        self.metrics = ServerMetrics(self._sessions_by_mode, lambda: pool.pending)
+        self.routes = HttpRoutes(options.access, self.accepting, self.admit, self.metrics)
 
     @property
     def profile(self) -> str:
@@ -84,6 +87,9 @@ class AsrServer:
     @property
     def active_sessions(self) -> int:
         return len(self.sessions)
+
+    def _sessions_by_mode(self) -> Dict[str, int]:
+        return dict(collections.Counter(s.served_mode() for s in list(self.sessions)))
 
     def set_models(self, models: Models) -> None:
         """The models are loaded: start taking connections."""
@@ -102,7 +108,9 @@ class AsrServer:
         conn_id = f"c{next(self._ids)}"
         log.info("[%s] connected from %s", conn_id, ws.remote_address)
         session_class = StreamingSession if self.profile == "2pass" else OfflineSession
-        session = session_class(self.models, self.pool, ws.send, self.options.limits, self.server_hotwords, conn_id)
+        session = session_class(
+            self.models, self.pool, ws.send, self.options.limits, self.server_hotwords, conn_id, metrics=self.metrics
+        )
         self.sessions.add(session)
         try:
             async for message in ws:

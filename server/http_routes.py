@@ -6,6 +6,7 @@ Every request passes through :meth:`HttpRoutes.__call__` (websockets'
 * ``GET /health``: 200 ``ok`` when the models are loaded and the server takes
   connections, 503 while it is starting or draining: for load balancers and
   container health checks;
+* ``GET /metrics``: Prometheus text (:mod:`server.metrics`);
 * anything else is a WebSocket handshake, on any path (clients in the field
   use ``/``, ``/ws`` and others).  It is refused with 503 while starting or
   draining or beyond ``--max-connections``, and with 401 when ``--api-key`` is
@@ -27,9 +28,12 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
+from .metrics import ServerMetrics
+
 log = logging.getLogger(__name__)
 
 HEALTH_PATH = "/health"
+METRICS_PATH = "/metrics"
 
 
 @dataclass(frozen=True)
@@ -54,17 +58,29 @@ def presented_key(request: Request) -> Optional[str]:
 class HttpRoutes:
     """The ``process_request`` hook; reads the server's state through the callables it is given."""
 
-    def __init__(self, policy: AccessPolicy, accepting: Callable[[], bool], admit: Callable[[ServerConnection], int]):
+    def __init__(
+        self,
+        policy: AccessPolicy,
+        accepting: Callable[[], bool],
+        admit: Callable[[ServerConnection], int],
+        metrics: ServerMetrics,
+    ):
         self.policy = policy
+        self.metrics = metrics
         self.accepting = accepting  # models loaded and not draining
         self.admit = admit  # counts a connection in; returns how many others are open
 
     def __call__(self, connection: ServerConnection, request: Request) -> Optional[Response]:
         path = urlsplit(request.path).path
-        if path == HEALTH_PATH and "upgrade" not in request.headers.get("Connection", "").lower():
+        plain_http = "upgrade" not in request.headers.get("Connection", "").lower()
+        if path == HEALTH_PATH and plain_http:
             if self.accepting():
                 return connection.respond(HTTPStatus.OK, "ok\n")
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "starting or draining\n")
+        if path == METRICS_PATH and plain_http:
+            response = connection.respond(HTTPStatus.OK, self.metrics.render().decode("utf-8"))
+            response.headers["Content-Type"] = self.metrics.content_type
+            return response
         if not self.accepting():
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "the server is starting or shutting down\n")
         key = self.policy.api_key
@@ -72,6 +88,7 @@ class HttpRoutes:
             given = presented_key(request)
             if given is None or not hmac.compare_digest(given.encode(), key.encode()):
                 log.info("refused %s: missing or wrong API key", connection.remote_address)
+                self.metrics.error("unauthorized")
                 response = connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong API key\n")
                 response.headers["WWW-Authenticate"] = "Bearer"
                 return response
@@ -79,5 +96,6 @@ class HttpRoutes:
         limit = self.policy.max_connections
         if limit is not None and others >= limit:
             log.warning("refused %s: %d connections already open (--max-connections)", connection.remote_address, limit)
+            self.metrics.error("over_capacity")
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"too many connections (limit {limit})\n")
         return None

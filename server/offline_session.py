@@ -30,7 +30,7 @@ class OfflineSession(Session):
     def busy(self) -> bool:
         return self.decoding or bool(self.audio)
 
-    def error_mode(self) -> str:
+    def served_mode(self) -> str:
         return "offline"
 
     async def on_text(self, text: str) -> None:
@@ -50,6 +50,7 @@ class OfflineSession(Session):
         else:
             too_long = size > self.limits.max_container_bytes
         if too_long:
+            self.metrics.error("too_long")
             self.overflowed = True
             self.audio = bytearray()
             await self.send(
@@ -84,6 +85,10 @@ class OfflineSession(Session):
             )
         finally:
             self.decoding = False
+        self.metrics.stage("offline_utterance", time.perf_counter() - started)
+        self.metrics.audio("offline", outcome.audio_seconds)
+        if outcome.error:
+            self.metrics.error("audio")
         t = outcome.transcript
         extra = {"error": outcome.error} if outcome.error else {}
         await self.send(

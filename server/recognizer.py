@@ -94,11 +94,12 @@ class LiveUtterance:
         self.sample_rate = recognizer.sample_rate
         self._resampler = StreamResampler(audio_fs, recognizer.sample_rate)
         self._odd_byte = b""
+        self._samples = 0  # the stream forgets its length at the final call; this does not
 
     @property
     def seconds(self) -> float:
         """Audio accepted so far, in seconds."""
-        return self.stream.samples_seen / float(self.sample_rate)
+        return self._samples / float(self.sample_rate)
 
     def feed_pcm(self, data: Union[bytes, bytearray], final: bool = False) -> List[StreamEvent]:
         if self._odd_byte:
@@ -108,6 +109,7 @@ class LiveUtterance:
         samples = self._resampler.push(pcm16_to_float(memoryview(data)[:usable]), final=final)
         if final:
             self._odd_byte = b""
+        self._samples += samples.size
         return self.stream.accept(samples, is_final=final)
 
     def feed_file(self, data: Union[bytes, bytearray], max_seconds: Optional[float] = None) -> List[StreamEvent]:
@@ -120,4 +122,5 @@ class LiveUtterance:
         except AudioDecodeError:
             self.stream.accept(np.zeros(0, dtype=np.float32), is_final=True)
             raise
+        self._samples += samples.size
         return self.stream.accept(samples, is_final=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Dict, Optional
 
 from .decoder_pool import DecoderPool
+from .metrics import UNUSED, ServerMetrics
 from .hotwords import HotwordError, merge_hotwords, parse_client_hotwords
 from .protocol import ClientConfig, ControlMessage, ProtocolError, apply_fields, error_message, parse_control_message
 
@@ -41,6 +42,7 @@ class Session:
         limits: SessionLimits = SessionLimits(),
         server_hotwords: Optional[Dict[str, int]] = None,
         conn_id: str = "-",
+        metrics: ServerMetrics = UNUSED,
     ):
         self.models = models
         self.pool = pool
@@ -48,6 +50,7 @@ class Session:
         self.limits = limits
         self.server_hotwords = server_hotwords or {}
         self.conn_id = conn_id
+        self.metrics = metrics
         self.config = ClientConfig()
         self.seen_first_message = False  # audio before the first text message is dropped (C++ behaviour)
         #: The server's ``--hotword`` list merged with the client's (its first message only).
@@ -59,8 +62,8 @@ class Session:
         """An utterance is in progress (audio received and not yet answered)."""
         raise NotImplementedError
 
-    def error_mode(self) -> str:
-        """The ``mode`` field of an error answer."""
+    def served_mode(self) -> str:
+        """The mode this session serves now (the ``mode`` of its error answers, the metrics' label)."""
         return self.config.mode
 
     async def read_control(self, text: str) -> Optional[ControlMessage]:
@@ -78,7 +81,8 @@ class Session:
             apply_fields(self.config, message.fields, first_message=first)
         except (ProtocolError, HotwordError) as exc:
             log.info("[%s] bad control message: %s", self.conn_id, exc)
-            await self.send(error_message(str(exc), self.config.wav_name, self.error_mode()))
+            self.metrics.error("protocol")
+            await self.send(error_message(str(exc), self.config.wav_name, self.served_mode()))
             return None
         if hotwords is not self.hotwords:
             log.info("[%s] %d hotwords for this connection (%d from the server's list)", self.conn_id, len(hotwords), len(self.server_hotwords))

@@ -61,6 +61,9 @@ class StreamingSession(Session):
     def busy(self) -> bool:
         return self.utterance is not None
 
+    def served_mode(self) -> str:
+        return self.fixed.mode if self.utterance is not None else self.config.mode
+
     # ------------------------------------------------------------------ frames in
 
     async def on_text(self, text: str) -> None:
@@ -69,6 +72,7 @@ class StreamingSession(Session):
             self._reset_utterance()
             return
         if self.config.mode in STREAMING_MODES and self.config.chunk_size is None:
+            self.metrics.error("protocol")
             self.configured = False
             await self.send(
                 error_message(
@@ -92,25 +96,28 @@ class StreamingSession(Session):
                 return
         if self.container is not None:
             if len(self.container) + len(data) > self.limits.max_container_bytes:
-                await self._fail(f"the file is larger than {self.limits.max_container_bytes >> 20} MiB")
+                await self._fail(f"the file is larger than {self.limits.max_container_bytes >> 20} MiB", kind="too_long")
                 return
             self.container += data
             return
         self.pcm_bytes += len(data)
         if self.pcm_bytes / 2 / self.fixed.audio_fs > self.limits.max_utterance_seconds:
             await self._fail(
-                f"utterance too long: more than {self.limits.max_utterance_seconds:.0f} s of audio before the end signal"
+                f"utterance too long: more than {self.limits.max_utterance_seconds:.0f} s of audio before the end signal",
+                kind="too_long",
             )
             return
         self.pending += data
         if len(self.pending) >= self.min_piece_bytes:
             piece, self.pending = self.pending, bytearray()
+            started = time.perf_counter()
             try:
                 events = await self.pool.run(self.utterance.feed_pcm, piece, False)
             except Exception:  # a model failure costs this utterance, not the connection
                 log.exception("[%s] decoding failed", self.conn_id)
-                await self._fail("internal error while decoding this utterance; it was dropped")
+                await self._fail("internal error while decoding this utterance; it was dropped", kind="internal")
                 return
+            self.metrics.stage("stream_piece", time.perf_counter() - started)
             await self._send_events(events, final=False)
 
     # ------------------------------------------------------------------ utterance
@@ -130,7 +137,9 @@ class StreamingSession(Session):
         cfg = ClientConfig(**vars(self.config))
         if cfg.mode in STREAMING_MODES and not cfg.is_pcm:
             await self._fail(
-                f"{PCM_ONLY_ERROR} (wav_format '{cfg.wav_format}'; only the offline mode takes files)", text=PCM_ONLY_ERROR
+                f"{PCM_ONLY_ERROR} (wav_format '{cfg.wav_format}'; only the offline mode takes files)",
+                text=PCM_ONLY_ERROR,
+                kind="format",
             )
             return False
         self.fixed = cfg
@@ -150,6 +159,7 @@ class StreamingSession(Session):
         cfg = self.fixed if utterance is not None else self.config
         events: List[StreamEvent] = []
         error: Optional[str] = None
+        started = time.perf_counter()
         if utterance is not None:
             try:
                 if self.container is not None:
@@ -161,9 +171,13 @@ class StreamingSession(Session):
                     events = await self.pool.run(utterance.feed_pcm, piece, True)
             except AudioDecodeError as exc:
                 error = str(exc)
+                self.metrics.error("audio")
             except Exception:
                 log.exception("[%s] decoding failed", self.conn_id)
                 error = "internal error while decoding this utterance"
+                self.metrics.error("internal")
+            self.metrics.stage("stream_final", time.perf_counter() - started)
+            self.metrics.audio(cfg.mode, utterance.seconds)
         await self._send_events(events, final=True, cfg=cfg, error=error)
         self.utterances += 1
         if utterance is not None:
@@ -178,9 +192,10 @@ class StreamingSession(Session):
             )
         self._reset_utterance()
 
-    async def _fail(self, error: str, text: str = "") -> None:
+    async def _fail(self, error: str, text: str = "", kind: str = "protocol") -> None:
         """Answer with an error, drop this utterance's audio until the end signal."""
         log.info("[%s] utterance dropped: %s", self.conn_id, error)
+        self.metrics.error(kind)
         cfg = self.fixed if self.utterance is not None else self.config
         await self.send(result_message(cfg.mode, cfg.wav_name, text, is_final=True, error=error))
         self._reset_utterance()

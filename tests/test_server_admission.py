@@ -155,3 +155,61 @@ def test_drain_closes_unfinished_utterances_after_the_grace_period(models):
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=5)
         assert closed.value.rcvd.code == 1001
+
+
+def scrape(server) -> dict:
+    """``/metrics`` parsed: (name, labels) → value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(server.http_url + "/metrics", timeout=10) as r:
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+        text = r.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_metrics_count_connections_audio_latency_and_errors(models):
+    with ServerThread(fixture_settings(), models=models, access=AccessPolicy(api_key=KEY)) as server:
+        before = scrape(server)
+        assert before[("funasr_decode_queue_depth", ())] == 0
+        assert not any(name == "funasr_connections" for name, _ in before)
+        refused_status(server.url)  # no key
+        with connect(server.url, additional_headers={"Authorization": f"Bearer {KEY}"}) as ws:
+            assert transcribe(ws, pcm())["text"]
+            ws.send("{not json")
+            json.loads(ws.recv(timeout=10))
+            during = scrape(server)
+            assert during[("funasr_connections", (("mode", "offline"),))] == 1
+        after = scrape(server)
+    assert after[("funasr_audio_seconds_total", (("mode", "offline"),))] == pytest.approx(len(pcm()) / 32000, abs=0.01)
+    assert after[("funasr_stage_seconds_count", (("stage", "offline_utterance"),))] == 1
+    assert after[("funasr_stage_seconds_sum", (("stage", "offline_utterance"),))] > 0
+    assert after[("funasr_errors_total", (("kind", "protocol"),))] == 1
+    assert after[("funasr_errors_total", (("kind", "unauthorized"),))] == 1
+
+
+def test_streaming_metrics():
+    from tests.harness import fixture_settings_2pass
+
+    with ServerThread(fixture_settings_2pass()) as server:
+        with connect(server.url) as ws:
+            ws.send(json.dumps({"mode": "2pass", "chunk_size": [5, 10, 5]}))
+            audio = pcm()
+            for i in range(0, len(audio), 19200):
+                ws.send(audio[i : i + 19200])
+            assert scrape(server)[("funasr_connections", (("mode", "2pass"),))] == 1
+            ws.send(json.dumps({"is_speaking": False}))
+            while not json.loads(ws.recv(timeout=30))["is_final"]:
+                pass
+            ws.send(json.dumps({"mode": "online"}))  # no chunk_size change needed; mode only
+            ws.send(json.dumps({"mode": "2pass", "wav_format": "mp3"}))
+            ws.send(b"\x00" * 100)
+            assert json.loads(ws.recv(timeout=10))["is_final"] is True
+        metrics = scrape(server)
+    assert metrics[("funasr_audio_seconds_total", (("mode", "2pass"),))] == pytest.approx(len(audio) / 32000, abs=0.01)
+    assert metrics[("funasr_stage_seconds_count", (("stage", "stream_piece"),))] >= 9
+    assert metrics[("funasr_stage_seconds_count", (("stage", "stream_final"),))] == 1
+    assert metrics[("funasr_errors_total", (("kind", "format"),))] == 1
