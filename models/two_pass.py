@@ -139,10 +139,6 @@ class TwoPassRecognizer:
     def sample_rate(self) -> int:
         return self.pipeline.sample_rate
 
-    @property
-    def has_timestamps(self) -> bool:
-        return self.pipeline.has_timestamps
-
     def new_stream(
         self,
         online: bool,
@@ -271,8 +267,7 @@ class TwoPassStream:
             if self.run_offline:
                 self._online.reset()  # its tail text would be replaced at once by the offline pass
             else:
-                piece = self._audio.slice(self._online_pos, end) if end > self._online_pos else np.zeros(0, np.float32)
-                text = self._online.accept(piece, is_final=True).text
+                text = self._online.accept(self._audio.slice(self._online_pos, end), is_final=True).text
                 if text:
                     events.append(PartialText(text, self._segments, ends_segment=True))
         if self.run_offline:
@@ -293,11 +288,9 @@ class TwoPassStream:
         per_ms = self.samples_per_ms
         audio = self._audio.slice(start_ms * per_ms, end_ms * per_ms)
         result = pipeline.asr.recognize([audio])[0].shifted(start_ms)
-        punctuate: Optional[Callable[[str], str]] = None
-        if rec.realtime_punctuator is not None:
-            punctuate = self._realtime_punctuate(last)
-        elif last and pipeline.punctuator is not None:
-            punctuate = lambda text: _close_sentence(pipeline.punctuator.punctuate(text).text)  # noqa: E731
+        # Without the realtime model the pipeline's offline punctuator runs; its text always
+        # ends a sentence, so it needs no closing mark.
+        punctuate = self._realtime_punctuate(last) if rec.realtime_punctuator is not None else None
         transcript = pipeline.finish([result], use_itn=self.use_itn, punctuate=punctuate)
         transcript.segments = [(start_ms, end_ms)]
         return SegmentText(index, start_ms, end_ms, transcript, last)
