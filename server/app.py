@@ -12,7 +12,6 @@ import asyncio
 import collections
 import itertools
 import logging
-import ssl
 import time
 import weakref
 from dataclasses import dataclass
@@ -30,7 +29,9 @@ from .http_routes import AccessPolicy, HttpRoutes
 from .metrics import ServerMetrics
 from .offline_session import OfflineSession
 from .session import Session, SessionLimits
+from .port_sharing import PortSorter
 from .streaming_session import StreamingSession
+from .tls import TlsPolicy
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class ServerOptions:
     port: int = 10096
     max_message_bytes: int = 32 * MIB  # one frame may hold a whole utterance, like the C++ server's limit
     limits: SessionLimits = SessionLimits()
-    ssl_context: Optional[ssl.SSLContext] = None
+    tls: TlsPolicy = TlsPolicy()  # plain ws:// only unless it holds a certificate
     access: AccessPolicy = AccessPolicy()
 
 
@@ -79,6 +80,7 @@ class AsrServer:
         self._admitted: "weakref.WeakSet[ServerConnection]" = weakref.WeakSet()
         self.metrics = ServerMetrics(self._sessions_by_mode, lambda: pool.pending)
         self.routes = HttpRoutes(options.access, self.accepting, self.admit, self.metrics)
+        self.sorter = PortSorter(options.tls, self.metrics.error)
 
     @property
     def profile(self) -> str:
@@ -138,8 +140,10 @@ class AsrServer:
             max_queue=16,
             ping_interval=None,  # the reference never pings and clients do not answer reliably
             compression=None,
-            ssl=self.options.ssl_context,
             process_request=self.routes,
+            open_timeout=self.options.tls.handshake_timeout,
+            # ws:// and wss:// share the port: each connection is sorted by its first byte.
+            create_connection=self.sorter.connection_class(),
         )
         self._port = self._server.sockets[0].getsockname()[1]
         return self._server
@@ -156,6 +160,7 @@ class AsrServer:
         if self._server is None:
             return
         self._server.close(close_connections=False)  # stop listening; open connections go on
+        self.sorter.abort_pending()
         deadline = time.monotonic() + grace_seconds
         while any(s.busy for s in self.sessions) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -171,6 +176,7 @@ class AsrServer:
     async def close(self) -> None:
         """Close at once: every connection gets 1001 (going away)."""
         if self._server is not None:
+            self.sorter.abort_pending()
             self._server.close(close_connections=True)
             await self._server.wait_closed()
 

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import logging
 import signal
-import ssl
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -26,6 +25,7 @@ from .decoder_pool import DecoderPool
 from .hotwords import HotwordError, parse_hotword_file
 from .session import SessionLimits
 from .settings import DEFAULT_ONLINE_MODEL, DEFAULT_REALTIME_PUNC_MODEL, ServerSettings
+from .tls import TlsPolicy, TlsSetupError, self_signed_pair, server_context
 
 log = logging.getLogger("funasr_wss_server")
 
@@ -104,8 +104,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add("batch_size", type=int, default=d.batch_size, help="VAD segments per offline Paraformer call")
     add("device", choices=("cpu", "cuda"), default=d.device, help="onnxruntime execution provider")
     p.add_argument("--gpu", dest="gpu", action="store_true", help="same as --device cuda")
-    add("certfile", type=_optional_path, default=None, help="PEM certificate for wss:// ('' or 0: plain ws://)")
+    add("certfile", default=None,
+        help="PEM certificate for wss:// (ws:// is served on the same port); '0' or '': plain ws:// only; "
+        "default: a self-signed certificate generated once in --self-signed-dir")
     add("keyfile", type=_optional_path, default=None, help="PEM private key for --certfile")
+    add("self_signed_dir", default=d.self_signed_dir, help="where the self-signed certificate is generated and reused")
+    p.add_argument("--tls-only", "--tls_only", dest="tls_only", action="store_true",
+                   help="serve wss:// (and https:// side endpoints) only; plain connections are dropped")
     add("max_message_mib", type=int, default=d.max_message_mib, help="largest single WebSocket message")
     add("max_utterance_seconds", type=int, default=d.max_utterance_seconds, help="most audio per utterance, in seconds")
     add("max_connections", type=int, default=None,
@@ -133,8 +138,12 @@ def settings_from_args(argv: Optional[Sequence[str]] = None, prog: str = PROG) -
     settings = ServerSettings(**{k: v for k, v in vars(args).items() if k in known})
     if args.gpu:
         settings.device = "cuda"
-    if settings.certfile == "0":
-        settings.certfile = None
+    if settings.certfile is not None and settings.certfile.strip() in ("", "0"):
+        settings.certfile, settings.plain_only = None, True
+    if settings.plain_only and settings.tls_only:
+        raise CliError("--tls-only needs TLS: drop --certfile 0 (or give a certificate)")
+    if settings.keyfile and not settings.certfile:
+        raise CliError("--keyfile needs --certfile")
     if settings.lm_dir:
         raise CliError(
             "--lm-dir: WFST decoding with an n-gram LM is not supported by this server yet. "
@@ -156,21 +165,25 @@ def settings_from_args(argv: Optional[Sequence[str]] = None, prog: str = PROG) -
     return settings
 
 
-def ssl_context(settings: ServerSettings) -> Optional[ssl.SSLContext]:
-    if not settings.certfile:
-        return None
-    cert = Path(settings.certfile)
-    if not cert.is_file():
-        raise CliError(f"--certfile {cert} does not exist (pass --certfile 0 to serve plain ws://)")
-    key = Path(settings.keyfile) if settings.keyfile else None
-    if key is not None and not key.is_file():
-        raise CliError(f"--keyfile {key} does not exist")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+def tls_policy(settings: ServerSettings) -> TlsPolicy:
+    """TLS for the port: the given certificate, else the self-signed one (made once), or none."""
+    if settings.plain_only:
+        return TlsPolicy()
     try:
-        ctx.load_cert_chain(str(cert), str(key) if key else None)
-    except (ssl.SSLError, OSError) as exc:
-        raise CliError(f"cannot load the certificate {cert}: {exc}") from None
-    return ctx
+        if settings.certfile:
+            cert, key = Path(settings.certfile), Path(settings.keyfile) if settings.keyfile else None
+        else:
+            cert, key = self_signed_pair(Path(settings.self_signed_dir).expanduser())
+        context = server_context(cert, key)
+    except TlsSetupError as exc:
+        raise CliError(f"{exc} (pass --certfile 0 to serve plain ws:// only)") from None
+    return TlsPolicy(context, tls_only=settings.tls_only)
+
+
+def _schemes(policy: TlsPolicy) -> str:
+    if policy.context is None:
+        return "ws://"
+    return "wss://" if policy.tls_only else "ws:// and wss://"
 
 
 async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = None) -> None:
@@ -183,14 +196,14 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
             server_hotwords = parse_hotword_file(Path(settings.hotword))
         except (OSError, HotwordError) as exc:
             raise CliError(f"--hotword: {exc}") from None
-    context = ssl_context(settings)
+    tls = tls_policy(settings)
     pool = DecoderPool(settings.decoder_thread_num)
     options = ServerOptions(
         host=settings.listen_ip,
         port=settings.port,
         max_message_bytes=settings.max_message_mib * MIB,
         limits=SessionLimits(max_utterance_seconds=settings.max_utterance_seconds),
-        ssl_context=context,
+        tls=tls,
         access=AccessPolicy(api_key=settings.api_key, max_connections=settings.max_connections),
     )
     server = AsrServer(None, pool, options, server_hotwords)
@@ -218,9 +231,9 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
         except ModelDirError as exc:
             raise CliError(str(exc)) from None
         log.info(
-            "serving the %s profile on %s://%s:%d (%d decoder threads%s%s)",
+            "serving the %s profile, %s on %s:%d (%d decoder threads%s%s)",
             server.profile,
-            "wss" if context else "ws",
+            _schemes(tls),
             settings.listen_ip,
             server.port,
             settings.decoder_thread_num,

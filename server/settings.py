@@ -37,8 +37,11 @@ class ServerSettings:
     model_thread_num: int = 1
     batch_size: int = 1
     device: str = "cpu"
-    certfile: Optional[str] = None
+    certfile: Optional[str] = None  # None: a self-signed certificate from self_signed_dir
     keyfile: Optional[str] = None
+    plain_only: bool = False  # --certfile 0 (or ""): no TLS at all
+    tls_only: bool = False  # refuse plain ws:// and http:// on the port
+    self_signed_dir: str = "~/.cache/funasr-wss-server/tls"
     max_message_mib: int = 32
     max_utterance_seconds: int = 3 * 3600
     max_connections: Optional[int] = None

@@ -11,6 +11,7 @@ from server.http_routes import AccessPolicy
 from server.model_loader import load_models
 from server.session import SessionLimits
 from server.settings import ServerSettings
+from server.tls import TlsPolicy
 from tests.paths import ASR_ONLINE_DIR, ASR_TIMESTAMP_DIR, PUNC_DIR, PUNC_REALTIME_DIR, VAD_DIR
 
 
@@ -48,7 +49,9 @@ class ServerThread:
         max_message_bytes: Optional[int] = None,
         access: AccessPolicy = AccessPolicy(),
         load: bool = True,
+        tls: TlsPolicy = TlsPolicy(),
     ):
+        self.tls = tls
         self.settings = settings
         self.models = models or (load_models(settings) if load else None)
         self.access = access
@@ -63,7 +66,8 @@ class ServerThread:
         asyncio.set_event_loop(self.loop)
         pool = DecoderPool(self.settings.decoder_thread_num)
         options = ServerOptions(
-            host="127.0.0.1", port=0, max_message_bytes=self.max_message_bytes, limits=self.limits, access=self.access
+            host="127.0.0.1", port=0, max_message_bytes=self.max_message_bytes, limits=self.limits, access=self.access,
+            tls=self.tls,
         )
         self.server = AsrServer(self.models, pool, options)
         self.loop.run_until_complete(self.server.start())
@@ -99,3 +103,8 @@ class ServerThread:
     def url(self) -> str:
         assert self.server is not None
         return f"ws://127.0.0.1:{self.server.port}"
+
+    @property
+    def tls_url(self) -> str:
+        assert self.server is not None
+        return f"wss://127.0.0.1:{self.server.port}"

@@ -8,8 +8,10 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import wave
 from typing import List
@@ -49,7 +51,7 @@ def test_dash_and_underscore_spellings():
     a = settings_from_args(["--model-dir", "/m", "--vad_dir", "/v", "--punc-quant", "false", "--decoder_thread_num", "3", "--quantize", "false"])
     assert (a.model_dir, a.vad_dir, a.punc_quant, a.decoder_thread_num, a.quantize) == ("/m", "/v", False, 3, False)
     b = settings_from_args(["--quantize", "--model_thread_num", "2", "--punc-dir", "", "--certfile", "0", "--gpu"])
-    assert b.quantize is True and b.model_thread_num == 2 and b.punc_dir is None and b.certfile is None
+    assert b.quantize is True and b.model_thread_num == 2 and b.punc_dir is None and b.certfile is None and b.plain_only
     assert b.device == "cuda"
 
 
@@ -57,6 +59,8 @@ def test_dash_and_underscore_spellings():
     (["--lm-dir", "damo/speech_ngram_lm_zh-cn-ai-wesp-fst"], "--lm-dir"),
     (["--online-model-dir", "/x", "--vad-dir", ""], "VAD"),
     (["--decoder-thread-num", "0"], "--decoder-thread-num"),
+    (["--certfile", "0", "--tls-only"], "--tls-only"),
+    (["--keyfile", "/k.pem"], "--certfile"),
 ])
 def test_unsupported_or_bad_flags_are_refused(argv, needle):
     with pytest.raises(CliError) as err:
@@ -95,8 +99,12 @@ def _wait_until_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) 
 
 @contextlib.contextmanager
 def server_process(cmd: List[str], port: int):
-    """A server subprocess on ``port``; yields once it accepts connections, killed if still alive after."""
-    proc = subprocess.Popen(cmd + ["--listen-ip", "127.0.0.1", "--port", str(port), "--decoder-thread-num", "2"],
+    """A server subprocess on ``port``; yields once it accepts connections, killed if still alive after.
+
+    Unless ``cmd`` says otherwise, its self-signed certificate goes to a temporary directory."""
+    certs = tempfile.TemporaryDirectory()
+    extra = [] if "--certfile" in cmd or "--self-signed-dir" in cmd else ["--self-signed-dir", certs.name]
+    proc = subprocess.Popen(cmd + extra + ["--listen-ip", "127.0.0.1", "--port", str(port), "--decoder-thread-num", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_until_healthy(port, proc)
@@ -105,6 +113,7 @@ def server_process(cmd: List[str], port: int):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        certs.cleanup()
 
 
 def fixture_pcm() -> bytes:
@@ -113,19 +122,27 @@ def fixture_pcm() -> bytes:
 
 
 def test_server_process_serves_a_file_and_stops_cleanly_on_sigterm(tmp_path):
+    """By default ws:// and wss:// share the port, with a self-signed certificate made on first start."""
     port = _free_port()
     hotwords = tmp_path / "hotwords.txt"
     hotwords.write_text("阿里巴巴 20\n", encoding="utf-8")
-    args = ["--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR), "--punc-dir", str(PUNC_DIR), "--hotword", str(hotwords)]
+    certs = tmp_path / "certs"
+    args = ["--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR), "--punc-dir", str(PUNC_DIR),
+            "--hotword", str(hotwords), "--self-signed-dir", str(certs)]
     with server_process(SERVER_CMD + args, port) as proc:
         pcm = fixture_pcm()
-        with connect(f"ws://127.0.0.1:{port}") as ws:
-            ws.send(json.dumps({"mode": "offline", "wav_name": "cli", "wav_format": "pcm", "audio_fs": 16000}))
-            for i in range(0, len(pcm), 1920):
-                ws.send(pcm[i : i + 1920])
-            ws.send(json.dumps({"is_speaking": False}))
-            msg = json.loads(ws.recv(timeout=60))
-        assert msg["wav_name"] == "cli" and msg["text"] and msg["mode"] == "offline"
+        texts = []
+        trusting_our_cert = ssl.create_default_context(cafile=str(certs / "server.crt"))
+        for url, kw in ((f"ws://127.0.0.1:{port}", {}), (f"wss://localhost:{port}", {"ssl": trusting_our_cert})):
+            with connect(url, **kw) as ws:
+                ws.send(json.dumps({"mode": "offline", "wav_name": "cli", "wav_format": "pcm", "audio_fs": 16000}))
+                for i in range(0, len(pcm), 1920):
+                    ws.send(pcm[i : i + 1920])
+                ws.send(json.dumps({"is_speaking": False}))
+                msg = json.loads(ws.recv(timeout=60))
+            assert msg["wav_name"] == "cli" and msg["text"] and msg["mode"] == "offline"
+            texts.append(msg["text"])
+        assert texts[0] == texts[1]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
 
@@ -209,3 +226,20 @@ def test_admission_flags():
     for bad in (["--max-connections", "0"], ["--shutdown-grace", "-1"]):
         with pytest.raises(CliError):
             settings_from_args(bad)
+
+
+def test_tls_settings_become_a_policy(tmp_path):
+    from server.cli import tls_policy
+
+    default = settings_from_args(["--self-signed-dir", str(tmp_path / "tls")])
+    assert not default.plain_only and not default.tls_only
+    policy = tls_policy(default)
+    assert policy.context is not None and not policy.tls_only
+    assert (tmp_path / "tls" / "server.crt").is_file()  # generated on first use
+    assert tls_policy(settings_from_args(["--certfile", ""])).context is None
+    own = settings_from_args(["--certfile", str(tmp_path / "tls" / "server.crt"), "--keyfile",
+                              str(tmp_path / "tls" / "server.key"), "--tls-only"])
+    assert tls_policy(own).tls_only and tls_policy(own).context is not None
+    with pytest.raises(CliError) as err:
+        tls_policy(settings_from_args(["--certfile", str(tmp_path / "nope.crt")]))
+    assert "nope.crt" in err.value.message and "--certfile 0" in err.value.message

@@ -157,11 +157,12 @@ def test_drain_closes_unfinished_utterances_after_the_grace_period(models):
         assert closed.value.rcvd.code == 1001
 
 
-def scrape(server) -> dict:
-    """``/metrics`` parsed: (name, labels) → value."""
+def scrape(server, tls_context=None) -> dict:
+    """``/metrics`` parsed: (name, labels) → value; over https when given a client TLS context."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    with urllib.request.urlopen(server.http_url + "/metrics", timeout=10) as r:
+    url = f"https://127.0.0.1:{server.server.port}" if tls_context else server.http_url
+    with urllib.request.urlopen(url + "/metrics", timeout=10, context=tls_context) as r:
         assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
         text = r.read().decode()
     return {

@@ -1,0 +1,150 @@
+"""``ws://`` and ``wss://`` on one port, told apart by the first byte each client sends.
+
+A TLS connection opens with a handshake record, whose first byte is 0x16; an
+HTTP request (a WebSocket handshake, ``GET /health``) opens with a letter.
+So every accepted connection starts paused: nothing is read until the first
+byte has arrived and has been looked at without consuming it (``MSG_PEEK`` on
+a duplicate of the socket's descriptor).  A TLS client's connection is then
+upgraded in place with :meth:`asyncio.loop.start_tls`, which reads that same
+first byte; a plain one simply resumes.  Only then does the WebSocket
+connection see its transport, so websockets' handshake, limits and handler
+run unchanged on either.
+
+This is why a ``ws://`` client that meets our TLS-enabled port gets a normal
+answer instead of the reference's "TLS handshake failed".  Clients that send
+nothing within the handshake timeout, or a plain request to a TLS-only
+server, are dropped with a log line and never reach a session.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import ssl
+from typing import Callable, Optional, Set
+
+from websockets.asyncio.server import ServerConnection
+
+from .tls import TlsPolicy
+
+log = logging.getLogger(__name__)
+
+TLS_HANDSHAKE_RECORD = 0x16
+
+
+class PortSorter:
+    """Shared by every connection of one server: the TLS policy and the connections not yet sorted."""
+
+    def __init__(self, policy: TlsPolicy, on_error: Callable[[str], None] = lambda kind: None):
+        self.policy = policy
+        self.on_error = on_error  # counts refusals by kind (metrics)
+        self.pending: Set[asyncio.Task] = set()
+
+    def connection_class(self) -> Callable[..., ServerConnection]:
+        """The ``create_connection`` factory to hand to websockets' ``serve``."""
+        sorter = self
+
+        def create(*args, **kwargs) -> ServerConnection:
+            return SortedConnection(*args, sorter=sorter, **kwargs)
+
+        return create
+
+    def abort_pending(self) -> None:
+        """Drop connections still being sorted (the server is closing)."""
+        for task in list(self.pending):
+            task.cancel()
+
+
+class SortedConnection(ServerConnection):
+    """A websockets server connection whose transport is chosen (plain or TLS) before it starts."""
+
+    def __init__(self, *args, sorter: PortSorter, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sorter = sorter
+        self._started = False
+        self._sorting: Optional[asyncio.Task] = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # nothing may be consumed before the first byte is known
+        task = asyncio.get_running_loop().create_task(self._sort(transport))
+        self._sorting = task
+        self._sorter.pending.add(task)
+        task.add_done_callback(self._sorter.pending.discard)
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        if self._started:
+            super().connection_lost(exc)
+        elif self._sorting is not None and self._sorting is not asyncio.current_task():
+            self._sorting.cancel()
+
+    def _start(self, transport: asyncio.Transport) -> None:
+        self._started = True
+        super().connection_made(transport)  # websockets takes over: handshake, then the handler
+
+    async def _sort(self, transport: asyncio.Transport) -> None:
+        policy = self._sorter.policy
+        peer = transport.get_extra_info("peername")
+        try:
+            try:
+                first = await asyncio.wait_for(_peek_first_byte(transport), policy.handshake_timeout)
+            except asyncio.TimeoutError:
+                log.info("dropped %s: nothing received within %.0f s", peer, policy.handshake_timeout)
+                self._sorter.on_error("handshake_timeout")
+                transport.abort()
+                return
+            if first is None:  # closed before sending anything (a port probe)
+                transport.close()
+            elif first == TLS_HANDSHAKE_RECORD and policy.context is not None:
+                try:
+                    tls_transport = await asyncio.get_running_loop().start_tls(
+                        transport, self, policy.context, server_side=True, ssl_handshake_timeout=policy.handshake_timeout
+                    )
+                except (OSError, ssl.SSLError) as exc:  # a bad ClientHello, an untrusted certificate, a reset
+                    log.info("TLS handshake with %s failed: %s", peer, exc)
+                    self._sorter.on_error("tls_handshake")
+                    transport.abort()
+                    return
+                self._start(tls_transport)
+            elif first == TLS_HANDSHAKE_RECORD:
+                log.info("refused %s: a TLS client, but this server has TLS turned off (--certfile 0)", peer)
+                self._sorter.on_error("tls_disabled")
+                transport.abort()
+            elif policy.tls_only:
+                log.info("refused %s: a plain connection to a TLS-only server", peer)
+                self._sorter.on_error("plain_refused")
+                transport.abort()
+            else:
+                transport.resume_reading()
+                self._start(transport)
+        except asyncio.CancelledError:
+            transport.abort()
+            raise
+        except OSError as exc:  # the peer reset the connection while we waited
+            log.debug("connection from %s lost before its handshake: %s", peer, exc)
+            transport.abort()
+
+
+async def _peek_first_byte(transport: asyncio.Transport) -> Optional[int]:
+    """The first byte waiting on ``transport``'s socket, left unread; None if the peer closed."""
+    loop = asyncio.get_running_loop()
+    fd = transport.get_extra_info("socket").fileno()
+    # The transport owns ``fd``, so asyncio will not watch it for us; a duplicate descriptor
+    # refers to the same socket and can be watched and peeked at freely.
+    peeker = socket.socket(fileno=os.dup(fd))
+    try:
+        while True:
+            readable = loop.create_future()
+            loop.add_reader(peeker.fileno(), lambda: readable.done() or readable.set_result(None))
+            try:
+                await readable
+            finally:
+                loop.remove_reader(peeker.fileno())
+            try:
+                data = peeker.recv(1, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):  # woken without data: wait again
+                continue
+            return data[0] if data else None
+    finally:
+        peeker.close()  # closes the duplicate only; the connection stays open
