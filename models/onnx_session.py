@@ -56,5 +56,12 @@ def create_session(model_path: Path, options: RuntimeOptions = RuntimeOptions())
     else:
         raise ValueError(f"unknown device {options.device!r}; expected 'cpu' or 'cuda'")
     session = ort.InferenceSession(str(model_path), sess_options=so, providers=providers)
+    if options.device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
+        # onnxruntime-gpu falls back to the CPU (with only a log line) when CUDA or cuDNN
+        # libraries are missing; a server asked to use the GPU must not do that silently.
+        raise DeviceUnavailableError(
+            f"CUDA was requested but onnxruntime could not use it for {model_path.name} "
+            "(CUDA or cuDNN libraries missing or mismatched?); run without --device cuda to use the CPU."
+        )
     log.debug("loaded %s on %s", model_path, session.get_providers())
     return session

@@ -26,10 +26,11 @@ from models.two_pass import TwoPassRecognizer
 
 from .decoder_pool import DecoderPool
 from .http_routes import AccessPolicy, HttpRoutes
+from .logs import ConnectionLog
 from .metrics import ServerMetrics
 from .offline_session import OfflineSession
-from .session import Session, SessionLimits
 from .port_sharing import PortSorter
+from .session import Session, SessionLimits
 from .streaming_session import StreamingSession
 from .tls import TlsPolicy
 
@@ -108,7 +109,10 @@ class AsrServer:
 
     async def handle(self, ws: ServerConnection) -> None:
         conn_id = f"c{next(self._ids)}"
-        log.info("[%s] connected from %s", conn_id, ws.remote_address)
+        conn_log = ConnectionLog(log, conn_id)
+        peer = _peer(ws)
+        tls = ws.transport.get_extra_info("ssl_object") is not None
+        conn_log.info("connected from %s%s", peer, " (TLS)" if tls else "", extra={"event": "connected", "peer": peer, "tls": tls})
         session_class = StreamingSession if self.profile == "2pass" else OfflineSession
         session = session_class(
             self.models, self.pool, ws.send, self.options.limits, self.server_hotwords, conn_id, metrics=self.metrics
@@ -123,11 +127,15 @@ class AsrServer:
         except ConnectionClosed:
             pass
         except Exception:  # a bug must cost one connection, never the server
-            log.exception("[%s] session failed", conn_id)
+            conn_log.exception("session failed")
             await ws.close(1011, "internal error")
         finally:
             self.sessions.discard(session)
-            log.info("[%s] closed after %d utterances", conn_id, session.utterances)
+            conn_log.info(
+                "closed after %d utterances",
+                session.utterances,
+                extra={"event": "closed", "utterances": session.utterances, "close_code": ws.close_code},
+            )
 
     async def start(self) -> Server:
         self._server = await serve(
@@ -138,7 +146,9 @@ class AsrServer:
             select_subprotocol=_select_subprotocol,
             max_size=self.options.max_message_bytes,
             max_queue=16,
-            ping_interval=None,  # the reference never pings and clients do not answer reliably
+            # No WebSocket pings: a client whose receive queue is full cannot answer them and would be
+            # cut off; dead peers are found by TCP keep-alive instead (port_sharing.enable_tcp_keepalive).
+            ping_interval=None,
             compression=None,
             process_request=self.routes,
             open_timeout=self.options.tls.handshake_timeout,
@@ -179,6 +189,11 @@ class AsrServer:
             self.sorter.abort_pending()
             self._server.close(close_connections=True)
             await self._server.wait_closed()
+
+
+def _peer(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    return f"{address[0]}:{address[1]}" if isinstance(address, tuple) and len(address) >= 2 else str(address)
 
 
 def _select_subprotocol(connection: ServerConnection, subprotocols):

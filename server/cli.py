@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from models.model_dir import ModelDirError
+from models.onnx_session import DeviceUnavailableError
 
+from . import logs
 from .app import MIB, AsrServer, ServerOptions
 from .http_routes import AccessPolicy
 from .decoder_pool import DecoderPool
@@ -120,6 +122,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add("shutdown_grace", type=float, default=d.shutdown_grace,
         help="on SIGTERM/SIGINT, seconds for utterances in flight to finish before connections are closed")
     add("log_level", default=d.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging level")
+    add("log_format", default=d.log_format, choices=("text", "json"),
+        help="text lines, or one JSON object per line (with the connection id and utterance fields)")
     # Flags of the reference that only matter with features we do not have; accepted so scripts run.
     for name, kw in (
         ("bladedisc", dict(type=_bool, nargs="?", const=True, default=True)),
@@ -228,7 +232,7 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
         stopping.cancel()
         try:
             server.set_models(loading.result())
-        except ModelDirError as exc:
+        except (ModelDirError, DeviceUnavailableError) as exc:
             raise CliError(str(exc)) from None
         log.info(
             "serving the %s profile, %s on %s:%d (%d decoder threads%s%s)",
@@ -253,10 +257,7 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
 def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
     try:
         settings = settings_from_args(argv, prog)
-        logging.basicConfig(
-            level=settings.log_level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        logs.configure(settings.log_level, settings.log_format)
         asyncio.run(run_server(settings))
     except CliError as exc:
         print(f"{prog}: error: {exc.message}", file=sys.stderr)

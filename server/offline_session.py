@@ -11,6 +11,7 @@ import time
 
 from models.offline_pipeline import OfflinePipeline
 
+from .logs import utterance_fields
 from .protocol import error_message, result_message
 from .recognizer import sentences_json, transcribe_utterance
 from .session import Session
@@ -103,14 +104,15 @@ class OfflineSession(Session):
             )
         )
         self.utterances += 1
-        log.info(
-            "[%s] offline %s: %.2f s audio in %.3f s, %d segments%s",
-            self.conn_id,
+        seconds = time.perf_counter() - started
+        self.log.info(
+            "offline %s: %.2f s audio in %.3f s, %d segments%s",
             cfg.wav_name,
             outcome.audio_seconds,
-            time.perf_counter() - started,
+            seconds,
             len(t.segments),
             f", error: {outcome.error}" if outcome.error else "",
+            extra=utterance_fields("offline", cfg.wav_name, outcome.audio_seconds, seconds, outcome.error),
         )
         self._reset_utterance()
 

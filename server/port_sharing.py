@@ -67,6 +67,7 @@ class SortedConnection(ServerConnection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        enable_tcp_keepalive(transport.get_extra_info("socket"))
         transport.pause_reading()  # nothing may be consumed before the first byte is known
         task = asyncio.get_running_loop().create_task(self._sort(transport))
         self._sorting = task
@@ -124,6 +125,29 @@ class SortedConnection(ServerConnection):
         except OSError as exc:  # the peer reset the connection while we waited
             log.debug("connection from %s lost before its handshake: %s", peer, exc)
             transport.abort()
+
+
+#: A peer silent this long is probed; after the probes go unanswered the kernel closes the socket.
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES = 60, 10, 6
+
+
+def enable_tcp_keepalive(sock) -> None:
+    """Find peers that vanished without closing (a device losing power, a dropped NAT mapping).
+
+    TCP keep-alive is answered by the client's kernel, so unlike WebSocket pings
+    it never fails a healthy client that is merely slow to read its messages;
+    such a connection is left alone, however long its queue stays full.
+    """
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE_S), ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_S),
+                            ("TCP_KEEPCNT", KEEPALIVE_PROBES)):
+            if hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+    except OSError:  # pragma: no cover - a socket type without these options
+        pass
 
 
 async def _peek_first_byte(transport: asyncio.Transport) -> Optional[int]:

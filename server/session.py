@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Dict, Optional
 
 from .decoder_pool import DecoderPool
-from .metrics import UNUSED, ServerMetrics
 from .hotwords import HotwordError, merge_hotwords, parse_client_hotwords
+from .logs import ConnectionLog
+from .metrics import UNUSED, ServerMetrics
 from .protocol import ClientConfig, ControlMessage, ProtocolError, apply_fields, error_message, parse_control_message
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Session:
         self.limits = limits
         self.server_hotwords = server_hotwords or {}
         self.conn_id = conn_id
+        self.log = ConnectionLog(log, conn_id)
         self.metrics = metrics
         self.config = ClientConfig()
         self.seen_first_message = False  # audio before the first text message is dropped (C++ behaviour)
@@ -80,12 +82,12 @@ class Session:
                 hotwords = merge_hotwords(self.server_hotwords, parse_client_hotwords(message.fields["hotwords"]))
             apply_fields(self.config, message.fields, first_message=first)
         except (ProtocolError, HotwordError) as exc:
-            log.info("[%s] bad control message: %s", self.conn_id, exc)
+            self.log.info("bad control message: %s", exc)
             self.metrics.error("protocol")
             await self.send(error_message(str(exc), self.config.wav_name, self.served_mode()))
             return None
         if hotwords is not self.hotwords:
-            log.info("[%s] %d hotwords for this connection (%d from the server's list)", self.conn_id, len(hotwords), len(self.server_hotwords))
+            self.log.info("%d hotwords for this connection (%d from the server's list)", len(hotwords), len(self.server_hotwords))
         self.hotwords = hotwords
         self.seen_first_message = True
         return message

@@ -48,3 +48,4 @@ class ServerSettings:
     api_key: Optional[str] = None
     shutdown_grace: float = 30.0
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json"

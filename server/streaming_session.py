@@ -36,6 +36,7 @@ from typing import Any, Dict, List, Optional
 
 from models.two_pass import TwoPassRecognizer
 
+from .logs import utterance_fields
 from .protocol import ClientConfig, error_message, result_message
 from .recognizer import AudioDecodeError, LiveUtterance, PartialText, SegmentText, StreamEvent
 from .session import Session
@@ -114,7 +115,7 @@ class StreamingSession(Session):
             try:
                 events = await self.pool.run(self.utterance.feed_pcm, piece, False)
             except Exception:  # a model failure costs this utterance, not the connection
-                log.exception("[%s] decoding failed", self.conn_id)
+                self.log.exception("decoding failed")
                 await self._fail("internal error while decoding this utterance; it was dropped", kind="internal")
                 return
             self.metrics.stage("stream_piece", time.perf_counter() - started)
@@ -173,7 +174,7 @@ class StreamingSession(Session):
                 error = str(exc)
                 self.metrics.error("audio")
             except Exception:
-                log.exception("[%s] decoding failed", self.conn_id)
+                self.log.exception("decoding failed")
                 error = "internal error while decoding this utterance"
                 self.metrics.error("internal")
             self.metrics.stage("stream_final", time.perf_counter() - started)
@@ -181,20 +182,21 @@ class StreamingSession(Session):
         await self._send_events(events, final=True, cfg=cfg, error=error)
         self.utterances += 1
         if utterance is not None:
-            log.info(
-                "[%s] %s %s: %.2f s audio, %.3f s after the first frame%s",
-                self.conn_id,
+            seconds = time.perf_counter() - self.started_at
+            self.log.info(
+                "%s %s: %.2f s audio, %.3f s after the first frame%s",
                 cfg.mode,
                 cfg.wav_name,
                 utterance.seconds,
-                time.perf_counter() - self.started_at,
+                seconds,
                 f", error: {error}" if error else "",
+                extra=utterance_fields(cfg.mode, cfg.wav_name, utterance.seconds, seconds, error),
             )
         self._reset_utterance()
 
     async def _fail(self, error: str, text: str = "", kind: str = "protocol") -> None:
         """Answer with an error, drop this utterance's audio until the end signal."""
-        log.info("[%s] utterance dropped: %s", self.conn_id, error)
+        self.log.info("utterance dropped: %s", error)
         self.metrics.error(kind)
         cfg = self.fixed if self.utterance is not None else self.config
         await self.send(result_message(cfg.mode, cfg.wav_name, text, is_final=True, error=error))

@@ -50,8 +50,10 @@ class ServerThread:
         access: AccessPolicy = AccessPolicy(),
         load: bool = True,
         tls: TlsPolicy = TlsPolicy(),
+        pool_factory=DecoderPool,
     ):
         self.tls = tls
+        self.pool_factory = pool_factory
         self.settings = settings
         self.models = models or (load_models(settings) if load else None)
         self.access = access
@@ -64,7 +66,7 @@ class ServerThread:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        pool = DecoderPool(self.settings.decoder_thread_num)
+        pool = self.pool_factory(self.settings.decoder_thread_num)
         options = ServerOptions(
             host="127.0.0.1", port=0, max_message_bytes=self.max_message_bytes, limits=self.limits, access=self.access,
             tls=self.tls,

@@ -180,9 +180,10 @@ def test_earlier_download_is_reused_offline(tmp_path):
 
 
 def test_2pass_server_process_streams_and_stops_cleanly():
+    """Also: with ``--log-format json`` every stderr line is a JSON object, the connection's carry its id."""
     port = _free_port()
     args = ["--model-dir", str(ASR_TIMESTAMP_DIR), "--online-model-dir", str(ASR_ONLINE_DIR), "--vad-dir", str(VAD_DIR),
-            "--punc-dir", str(PUNC_REALTIME_DIR)]
+            "--punc-dir", str(PUNC_REALTIME_DIR), "--log-format", "json"]
     with server_process(SERVER_2PASS_CMD + args, port) as proc:
         pcm = fixture_pcm()
         with connect(f"ws://127.0.0.1:{port}") as ws:
@@ -197,7 +198,14 @@ def test_2pass_server_process_streams_and_stops_cleanly():
         assert msgs[-1]["mode"] == "2pass-offline" and msgs[-1]["text"] and msgs[-1]["wav_name"] == "cli2"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-        assert "2pass profile" in proc.stderr.read()
+        entries = [json.loads(line) for line in proc.stderr.read().splitlines() if line.strip()]
+        assert any("2pass profile" in e["message"] for e in entries)
+        utterance = [e for e in entries if e.get("event") == "utterance"]
+        assert len(utterance) == 1 and utterance[0]["mode"] == "2pass" and utterance[0]["wav_name"] == "cli2"
+        assert abs(utterance[0]["audio_seconds"] - len(pcm) / 32000) < 0.01
+        conn = utterance[0]["conn"]
+        events = [e.get("event") for e in entries if e.get("conn") == conn]
+        assert events[0] == "connected" and events[-1] == "closed" and "utterance" in events
 
 
 def test_sigterm_lets_the_utterance_in_flight_finish(tmp_path):
@@ -243,3 +251,17 @@ def test_tls_settings_become_a_policy(tmp_path):
     with pytest.raises(CliError) as err:
         tls_policy(settings_from_args(["--certfile", str(tmp_path / "nope.crt")]))
     assert "nope.crt" in err.value.message and "--certfile 0" in err.value.message
+
+
+def test_cuda_without_a_gpu_build_stops_with_a_clear_error():
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():  # pragma: no cover - GPU machines
+        pytest.skip("this onnxruntime has CUDA; the refusal is for CPU-only builds")
+    proc = subprocess.run(
+        SERVER_CMD + ["--port", str(_free_port()), "--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR),
+                      "--punc-dir", "", "--certfile", "0", "--gpu"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "CUDAExecutionProvider" in proc.stderr and "Traceback" not in proc.stderr
