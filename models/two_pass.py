@@ -56,6 +56,7 @@ class PartialText:
 
     text: str
     segment: int  # ordinal of the speech segment within the stream, from 0
+    heard_ms: int  # how much of the stream (ms from its start) the online model had been given
     ends_segment: bool = False  # the segment's last online text (online-only streams)
 
 
@@ -254,7 +255,7 @@ class TwoPassStream:
         self._online_pos = upto
         text = self._online.accept(piece).text
         if text:
-            events.append(PartialText(text, self._segments))
+            events.append(PartialText(text, self._segments, upto // self.samples_per_ms))
 
     def _close_segment(self, end_ms: int, final_call: bool, events: List[StreamEvent]) -> None:
         if self._open_ms is None:
@@ -269,7 +270,7 @@ class TwoPassStream:
             else:
                 text = self._online.accept(self._audio.slice(self._online_pos, end), is_final=True).text
                 if text:
-                    events.append(PartialText(text, self._segments, ends_segment=True))
+                    events.append(PartialText(text, self._segments, end // self.samples_per_ms, ends_segment=True))
         if self.run_offline:
             segment = (self._segments, start_ms, end_ms)
             if final_call:

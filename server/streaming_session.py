@@ -217,7 +217,7 @@ class StreamingSession(Session):
         for ev in events:
             if isinstance(ev, PartialText):
                 if cfg.mode == "2pass":
-                    await self.send(self._delta_message("2pass-online", ev.text, cfg))
+                    await self.send(self._delta_message("2pass-online", ev, cfg))
             else:
                 await self.send(self._segment_message(ev, cfg, is_final=ev is last_segment))
         if final and last_segment is None:
@@ -228,7 +228,7 @@ class StreamingSession(Session):
         partials = [ev for ev in events if isinstance(ev, PartialText)]
         if not final:
             for ev in partials:
-                await self.send(self._delta_message("online", ev.text, cfg, ends_segment=ev.ends_segment))
+                await self.send(self._delta_message("online", ev, cfg))
             return
         # the end signal: the tail's text, all in the one final message
         text = "".join(ev.text for ev in partials)
@@ -246,8 +246,12 @@ class StreamingSession(Session):
             self.sentence_started = False
         return fields
 
-    def _delta_message(self, mode: str, text: str, cfg: ClientConfig, ends_segment: bool = False) -> str:
-        return result_message(mode, cfg.wav_name, text, is_final=False, **self._slice_fields(ends_segment))
+    def _delta_message(self, mode: str, ev: PartialText, cfg: ClientConfig) -> str:
+        """A delta; ``end_time`` says how far into the utterance (ms) the server had heard when it
+        produced the text: live captions can be placed by it, and a client can measure its lag."""
+        return result_message(
+            mode, cfg.wav_name, ev.text, is_final=False, end_time=ev.heard_ms, **self._slice_fields(ev.ends_segment)
+        )
 
     def _segment_message(self, ev: SegmentText, cfg: ClientConfig, is_final: bool) -> str:
         t = ev.transcript

@@ -152,6 +152,13 @@ def test_2pass_mode_deltas_then_one_offline_message_per_vad_segment(two_pass_ser
             assert m["index"] == k
             k += 1
     assert per_segment == online_text_by_segment(events)
+    # each delta says how far the server had heard: inside its segment (the VAD closes it up
+    # to 800 ms after its end, plus one stride), in the VAD's 50 ms steps, never going back
+    heard = [m["end_time"] for m in deltas]
+    assert heard == sorted(heard) and all(h % 50 == 0 for h in heard)
+    for m in deltas:
+        start, end = vad_segments[m["index"]]
+        assert start < m["end_time"] <= end + 800 + 600
 
 
 def test_online_mode_gives_only_online_deltas_and_a_final(two_pass_server):
