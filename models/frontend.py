@@ -35,6 +35,18 @@ class FrontendConfig:
         return cls(**{k: conf[k] for k in known if k in conf})
 
 
+def same_fbank(a: FrontendConfig, b: FrontendConfig) -> bool:
+    """Whether two frontends compute identical fbank frames (they may still differ in LFR)."""
+    return (a.fs, a.window, a.n_mels, a.frame_length, a.frame_shift) == (b.fs, b.window, b.n_mels, b.frame_length, b.frame_shift)
+
+
+def fbank_frame_count(samples: int, cfg: FrontendConfig) -> int:
+    """Frames Kaldi's fbank gives for ``samples`` samples (``snip_edges``: whole windows only)."""
+    length = int(cfg.fs * cfg.frame_length // 1000)
+    shift = int(cfg.fs * cfg.frame_shift // 1000)
+    return (samples - length) // shift + 1 if samples >= length else 0
+
+
 def fbank_options(cfg: FrontendConfig) -> "knf.FbankOptions":
     opts = knf.FbankOptions()
     opts.frame_opts.samp_freq = float(cfg.fs)
@@ -136,8 +148,11 @@ class Frontend:
         return int(self.cfg.fs)
 
     def __call__(self, waveform: np.ndarray) -> np.ndarray:
-        feats = compute_fbank(waveform, self.cfg)
-        feats = apply_lfr(feats, self.cfg.lfr_m, self.cfg.lfr_n)
+        return self.from_fbank(compute_fbank(waveform, self.cfg))
+
+    def from_fbank(self, fbank: np.ndarray) -> np.ndarray:
+        """LFR → CMVN on fbank frames already computed with this frontend's settings."""
+        feats = apply_lfr(fbank, self.cfg.lfr_m, self.cfg.lfr_n)
         if self.cmvn is not None:
             feats = apply_cmvn(feats, self.cmvn)
         return feats

@@ -765,12 +765,15 @@ class FsmnVadModel:
         """A fresh stream (optionally with its own :class:`VadConfig`)."""
         return VadStream(self, config)
 
-    def segments(self, waveform: np.ndarray, config: Optional[VadConfig] = None) -> List[Tuple[int, int]]:
+    def segments(self, waveform: np.ndarray, config: Optional[VadConfig] = None,
+                 fbank: Optional[np.ndarray] = None) -> List[Tuple[int, int]]:
         """Speech segments ``(start_ms, end_ms)`` of a whole 16 kHz mono float waveform.
 
         Equal to FunASR's offline ``Fsmn_vad``.  Features and scores are computed
         in blocks of at most ~6000 frames (the reference's blocks), so memory
-        stays proportional to one block plus the audio itself.
+        stays proportional to one block plus the audio itself.  ``fbank``: the
+        waveform's fbank frames when the caller already has them (the offline
+        pipeline computes them once for the VAD and the recogniser).
         """
         cfg = config if config is not None else self.config
         d = _Derived.of(cfg)
@@ -780,8 +783,9 @@ class FsmnVadModel:
         if total == 0:
             return []
         fcfg, cmvn = self.frontend.cfg, self.frontend.cmvn
-        fbank = compute_fbank(x, fcfg)
-        if fbank.shape[0] != total:  # pragma: no cover - guarded by _StreamingFeatures
+        if fbank is None:
+            fbank = compute_fbank(x, fcfg)
+        if fbank.shape[0] != total:
             raise RuntimeError(f"fbank gave {fbank.shape[0]} frames, expected {total}")
         m, n = int(fcfg.lfr_m), int(fcfg.lfr_n)
         n_lfr = -(-total // n)

@@ -117,6 +117,37 @@ def test_whole_pipeline_matches_the_oracle_chain(pipeline):
             assert pipeline.punctuator.punctuate(joined).classes == entry["punc_classes"], name
 
 
+def test_shared_fbank_gives_the_per_segment_features_exactly(pipeline):
+    """Slicing the whole file's fbank gives bit-identical recogniser input, and the same tokens as the oracle."""
+    gold = json.loads((GOLDEN / "asr.json").read_text("utf-8"))
+    plain = OfflinePipeline(asr=OfflineParaformer(ASR_PLAIN_DIR), vad=pipeline.vad)
+    checked = 0
+    for name, entry in gold.items():
+        waveform = load_audio_file(AUDIO / name, 16000)
+        fbank = plain.shared_fbank(waveform)
+        assert fbank is not None, name
+        segments = plain.speech_segments(waveform, fbank)
+        assert segments == plain.speech_segments(waveform), name
+        shared = plain.segment_features(waveform, segments, fbank)
+        alone = plain.segment_features(waveform, segments)
+        for (s, e), a, b in zip(segments, shared, alone):
+            assert a.shape == b.shape and np.array_equal(a, b), (name, s, e)
+            checked += 1
+        results = plain.recognize_segments(waveform, segments, fbank)
+        assert [r.token_ids for r in results] == [e["plain_model"]["token_ids"] for e in entry["segments"]], name
+    assert checked >= 5
+
+
+def test_segments_off_the_frame_grid_compute_their_own_features(pipeline):
+    waveform = load_audio_file(AUDIO / "zh03_triton_mid.wav", 16000)
+    fbank = pipeline.shared_fbank(waveform)
+    segments = [(5, 1505), (1000, 2000), (2990, 10**6)]  # off the grid, on it, running past the end
+    shared = pipeline.segment_features(waveform, segments, fbank)
+    alone = [pipeline.asr.features(waveform[s * 16 : e * 16]) for s, e in segments]
+    assert all(np.array_equal(a, b) for a, b in zip(shared, alone))
+    assert OfflinePipeline(asr=pipeline.asr).shared_fbank(waveform) is None  # no VAD: nothing to share
+
+
 def test_transcribe_without_vad_or_punctuation(itn):
     bare = OfflinePipeline(asr=OfflineParaformer(ASR_TIMESTAMP_DIR))
     waveform = load_audio_file(AUDIO / "zh03_triton_mid.wav")
