@@ -69,10 +69,26 @@ class SortedConnection(ServerConnection):
         assert isinstance(transport, asyncio.Transport)
         enable_tcp_keepalive(transport.get_extra_info("socket"))
         transport.pause_reading()  # nothing may be consumed before the first byte is known
-        task = asyncio.get_running_loop().create_task(self._sort(transport))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._sort(transport))
+        loop.call_soon(self._stay_paused, transport)
         self._sorting = task
         self._sorter.pending.add(task)
         task.add_done_callback(self._sorter.pending.discard)
+
+    def _stay_paused(self, transport: asyncio.Transport) -> None:
+        """Pause again once the transport has finished setting itself up.
+
+        Before Python 3.11.7 / 3.12.1 (CPython gh-103607) a socket transport
+        starts reading *after* ``connection_made`` whatever the protocol said
+        there, so the pause above would be lost and the request bytes consumed
+        before they are sorted.  Resuming and pausing again removes the reader
+        on every version (and cancels a read already queued); on fixed versions
+        it changes nothing.
+        """
+        if not self._started and not transport.is_closing():
+            transport.resume_reading()
+            transport.pause_reading()
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         if self._started:
