@@ -38,6 +38,7 @@ def rss_mib(pid: int) -> float:
 def server_command(model_root: Path, profile: str, quantize: bool, decoder_threads: int, port: int,
                    extra: Optional[List[str]] = None) -> List[str]:
     """``funasr-wss-server`` on the official directory names under ``model_root``."""
+    model_root = Path(model_root).resolve()  # the server runs from the project root
     q = "true" if quantize else "false"
     cmd = [sys.executable, "-m", "server", "--listen-ip", "127.0.0.1", "--port", str(port),
            "--model-dir", str(model_root / ASR), "--vad-dir", str(model_root / VAD),
