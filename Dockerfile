@@ -1,19 +1,59 @@
-# CPU image of the FunASR-compatible WebSocket server.
+# CPU image of the FunASR-compatible WebSocket server (see the README's "Docker" section).
+#
 #   docker build -t funasr-wss-server .
-#   docker run -p 10096:10096 -v $PWD/models:/models funasr-wss-server
-# The 2pass profile (online and 2pass modes) from the same image:
-#   docker run -p 10096:10096 -v $PWD/models:/models --entrypoint funasr-wss-server-2pass \
-#     funasr-wss-server --download-model-dir /models --port 10096
-FROM python:3.11-slim
+#   docker run -d --name funasr -p 10096:10096 -v funasr-models:/models --stop-timeout 40 funasr-wss-server
+#
+# The default command serves the offline profile on 0.0.0.0:10096 (ws:// and wss:// on the same
+# port), downloads FunASR's default models from ModelScope into the /models volume on the first
+# start and reuses them afterwards. For the 2pass profile, give the whole command:
+#
+#   docker run -d -p 10096:10096 -v funasr-models:/models funasr-wss-server \
+#     funasr-wss-server-2pass --listen-ip 0.0.0.0 --port 10096 \
+#     --download-model-dir /models --self-signed-dir /models/.tls
+#
+# Layout of /models (a named volume, or a host directory writable by uid 1000):
+#   /models/<owner>/<name>/  ModelScope downloads; a model already there is used without the hub
+#   /models/.modelscope/     ModelScope's own cache (MODELSCOPE_CACHE)
+#   /models/.tls/            the self-signed certificate, made on the first start and kept
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
-WORKDIR /app
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---- build: the project and its dependencies into a virtual environment -------------------------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY models ./models
 COPY server ./server
-RUN pip install . && useradd --create-home --uid 1000 funasr && mkdir /models && chown funasr /models
+COPY client ./client
+# No extras: the test and bench extras (pytest, funasr-onnx, matplotlib) have no place at run time.
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir . \
+    && /opt/venv/bin/funasr-wss-server --help > /dev/null
 
-USER funasr
+# ---- runtime: the environment only, run by an unprivileged user ---------------------------------
+FROM ${PYTHON_IMAGE}
+ARG FUNASR_UID=1000
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MODELSCOPE_CACHE=/models/.modelscope
+COPY --from=build /opt/venv /opt/venv
+# /models is created owned by the user, so a new named volume starts out writable for it.
+RUN useradd --uid "${FUNASR_UID}" --create-home --shell /usr/sbin/nologin funasr \
+    && mkdir /models \
+    && chown funasr:funasr /models
+USER ${FUNASR_UID}
+WORKDIR /home/funasr
 VOLUME ["/models"]
 EXPOSE 10096
-ENTRYPOINT ["funasr-wss-server", "--download-model-dir", "/models", "--port", "10096"]
+# SIGTERM (docker stop) drains: utterances in flight get --shutdown-grace (30 s) to finish, so
+# give the container more than that before the SIGKILL (docker stop -t 40, compose stop_grace_period).
+STOPSIGNAL SIGTERM
+# /health answers 200 once the models are loaded and 503 while they load (or the server drains);
+# plain http is served on the TLS port too. Proxies are bypassed: HTTP_PROXY set for ModelScope
+# downloads must not capture 127.0.0.1. The start period covers the first start's downloads.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=20m --retries=3 \
+    CMD ["python", "-c", "import urllib.request as r; r.build_opener(r.ProxyHandler({})).open('http://127.0.0.1:10096/health', timeout=8)"]
+CMD ["funasr-wss-server", "--listen-ip", "0.0.0.0", "--port", "10096", "--download-model-dir", "/models", "--self-signed-dir", "/models/.tls"]

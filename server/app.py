@@ -33,6 +33,7 @@ from .port_sharing import PortSorter
 from .session import Session, SessionLimits
 from .streaming_session import StreamingSession
 from .tls import TlsPolicy
+from .web_page import WebPage
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class ServerOptions:
     limits: SessionLimits = SessionLimits()
     tls: TlsPolicy = TlsPolicy()  # plain ws:// only unless it holds a certificate
     access: AccessPolicy = AccessPolicy()
+    web_page: bool = True  # serve the browser page at / (server.web_page)
 
 
 Models = Union[OfflinePipeline, TwoPassRecognizer]
@@ -80,7 +82,14 @@ class AsrServer:
         # that fails after admission cannot leak a slot.
         self._admitted: "weakref.WeakSet[ServerConnection]" = weakref.WeakSet()
         self.metrics = ServerMetrics(self._sessions_by_mode, lambda: pool.pending)
-        self.routes = HttpRoutes(options.access, self.accepting, self.admit, self.metrics)
+        self.routes = HttpRoutes(
+            options.access,
+            self.accepting,
+            self.admit,
+            self.metrics,
+            web=WebPage() if options.web_page else None,
+            profile=lambda: self.profile if self.models is not None else "",
+        )
         self.sorter = PortSorter(options.tls, self.metrics.error)
 
     @property

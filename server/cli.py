@@ -119,6 +119,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="most WebSocket connections at once; more are refused with HTTP 503 (default: no limit)")
     add("api_key", default=None,
         help="require this key: 'Authorization: Bearer <key>' (or 'Bearer; <key>'), or ?token=<key>; otherwise HTTP 401")
+    p.add_argument("--no-web-page", "--no_web_page", dest="web_page", action="store_false",
+                   help="do not serve the browser page at / (microphone or file transcription in a browser); "
+                   "WebSocket clients are unaffected")
     add("shutdown_grace", type=float, default=d.shutdown_grace,
         help="on SIGTERM/SIGINT, seconds for utterances in flight to finish before connections are closed")
     add("log_level", default=d.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging level")
@@ -190,6 +193,18 @@ def _schemes(policy: TlsPolicy) -> str:
     return "wss://" if policy.tls_only else "ws:// and wss://"
 
 
+def _page_urls(policy: TlsPolicy, host: str, port: int) -> str:
+    """Where to open the browser page; browsers allow the microphone on https:// or localhost only."""
+    if host in ("0.0.0.0", "::", ""):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    if policy.context is None:
+        return f"http://{host}:{port}/"
+    https = f"https://{host}:{port}/"
+    return https if policy.tls_only else f"{https} (or http://{host}:{port}/)"
+
+
 async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = None) -> None:
     """Open the port, load the models (``/health`` says 503 meanwhile), serve until SIGTERM/SIGINT, drain."""
     from .model_loader import load_models
@@ -209,6 +224,7 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
         limits=SessionLimits(max_utterance_seconds=settings.max_utterance_seconds),
         tls=tls,
         access=AccessPolicy(api_key=settings.api_key, max_connections=settings.max_connections),
+        web_page=settings.web_page,
     )
     server = AsrServer(None, pool, options, server_hotwords)
     try:
@@ -244,6 +260,8 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
             f", at most {settings.max_connections} connections" if settings.max_connections else "",
             ", API key required" if settings.api_key else "",
         )
+        if settings.web_page:
+            log.info("web page: %s", _page_urls(tls, settings.listen_ip, server.port))
         if ready is not None:
             ready.set()
         await stop.wait()

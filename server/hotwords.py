@@ -1,21 +1,43 @@
 """Hotword lists: the server's ``--hotword`` file merged with a client's ``hotwords`` field.
 
-Protocol §3: the client sends a JSON *string* holding either an object
-(``{"阿里巴巴": 20}``, word → integer weight) or plain space-separated words;
-the file has ``word weight`` lines.  The client's weight wins on duplicates.
-Bad input is an error with a message, never silently dropped (the reference
-loses hotwords whose weight is a string).
+Protocol §3: the client sends a *string* holding either a JSON object
+(``{"阿里巴巴": 20}``, word → integer weight; a key may contain spaces) or plain
+words, one hotword per item, separated by whitespace or commas (``,``, ``，``,
+``、``, ``;``, ``；``): FunASR's Python client joins its ``--hotword`` file with
+commas since 2026-02 (``"阿里巴巴,达摩院,通义千问"``), older clients and the
+HTML5 page send the JSON object.  The file has ``word weight`` lines.  The
+client's weight wins on duplicates.
+
+Why bad client hotwords are dropped with a warning, not refused: the reference
+servers carry on whatever the hotwords, but without a word to the client (a
+hotword whose weight is a string vanishes, a word longer than 10 characters is
+cut short).  Refusing the whole configuration instead, as we once did, cost the
+client its ``chunk_size`` and with it every result.  So a bad hotword (too
+long, empty, a weight that is not an integer from 1 to 100, one over the count
+limit) or a ``hotwords`` value that cannot be read at all is dropped, the rest
+of the configuration and every valid hotword are used, and the client is
+*told*: one ``warning`` message naming each dropped hotword and why (see
+:func:`warning_text`).  The server's own ``--hotword`` file is different: the
+operator must fix it, so an error there stops the server at start-up.
 """
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 DEFAULT_WEIGHT = 20
 MIN_WEIGHT, MAX_WEIGHT = 1, 100
 MAX_WORD_CHARS = 10
 MAX_WORDS = 1000
+#: What separates plain hotwords: whitespace, ASCII/full-width commas, the enumeration comma, semicolons.
+PLAIN_SEPARATORS = re.compile(r"[\s,，、;；]+")
+#: A warning names at most this many dropped hotwords, then counts the rest.
+WARNING_NAMES = 20
+
+#: One dropped hotword: (the word as sent, why it was dropped).
+Dropped = Tuple[str, str]
 
 
 class HotwordError(ValueError):
@@ -37,25 +59,33 @@ def word_length(word: str) -> int:
     return count
 
 
-def _check(word: str, weight: object, where: str) -> int:
+def _problem(word: str, weight: object) -> Tuple[int, Optional[str]]:
+    """(the weight as an int, None) for a usable hotword, else (0, why it is not)."""
     if not word:
-        raise HotwordError(f"{where}: empty hotword")
+        return 0, "empty hotword"
     if word_length(word) > MAX_WORD_CHARS:
-        raise HotwordError(f"{where}: hotword {word!r} is longer than {MAX_WORD_CHARS} characters")
+        return 0, f"longer than {MAX_WORD_CHARS} characters"
     if isinstance(weight, bool) or not isinstance(weight, int):
         if isinstance(weight, str) and weight.strip().lstrip("-").isdigit():
             weight = int(weight.strip())
         elif isinstance(weight, float) and weight.is_integer():
             weight = int(weight)
         else:
-            raise HotwordError(f"{where}: the weight of {word!r} must be an integer, got {weight!r}")
+            return 0, f"weight {json.dumps(weight, ensure_ascii=False)} is not an integer"
     if not MIN_WEIGHT <= int(weight) <= MAX_WEIGHT:
-        raise HotwordError(f"{where}: the weight of {word!r} must be between {MIN_WEIGHT} and {MAX_WEIGHT}, got {weight}")
-    return int(weight)
+        return 0, f"weight {weight} is not between {MIN_WEIGHT} and {MAX_WEIGHT}"
+    return int(weight), None
+
+
+def _check(word: str, weight: object, where: str) -> int:
+    value, problem = _problem(word, weight)
+    if problem is not None:
+        raise HotwordError(f"{where}: hotword {word!r}: {problem}")
+    return value
 
 
 def parse_hotword_file(path: Path) -> Dict[str, int]:
-    """``word weight`` per line; a line with only a word gets the default weight."""
+    """``word weight`` per line; a line with only a word gets the default weight.  Any bad line is an error."""
     words: Dict[str, int] = {}
     for n, raw in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         line = raw.strip()
@@ -67,42 +97,93 @@ def parse_hotword_file(path: Path) -> Dict[str, int]:
         else:
             word, weight = line, DEFAULT_WEIGHT
         words[word] = _check(word, weight, f"{path}:{n}")
-    _check_count(words, str(path))
-    return words
-
-
-def parse_client_hotwords(value: Optional[str]) -> Dict[str, int]:
-    """The client's ``hotwords`` string → word → weight."""
-    if value is None:
-        return {}
-    text = value.strip()
-    if not text:
-        return {}
-    words: Dict[str, int] = {}
-    parsed = None
-    if text.startswith(("{", "[")):
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise HotwordError(f"'hotwords' looks like a JSON object but does not parse: {exc}") from None
-        if not isinstance(parsed, dict):
-            raise HotwordError("'hotwords' must be a JSON object of word: weight")
-        for word, weight in parsed.items():
-            words[str(word).strip()] = _check(str(word).strip(), weight, "hotwords")
-    else:
-        for word in text.split():
-            words[word] = _check(word, DEFAULT_WEIGHT, "hotwords")
-    _check_count(words, "hotwords")
-    return words
-
-
-def merge_hotwords(server: Dict[str, int], client: Dict[str, int]) -> Dict[str, int]:
-    merged = dict(server)
-    merged.update(client)
-    _check_count(merged, "hotwords")
-    return merged
-
-
-def _check_count(words: Dict[str, int], where: str) -> None:
     if len(words) > MAX_WORDS:
-        raise HotwordError(f"{where}: {len(words)} hotwords, at most {MAX_WORDS} are allowed")
+        raise HotwordError(f"{path}: {len(words)} hotwords, at most {MAX_WORDS} are allowed")
+    return words
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, dict) else type(value).__name__
+
+
+class ClientHotwordsUnreadable(ValueError):
+    """The ``hotwords`` value as a whole cannot be read; no hotword of the client's is used."""
+
+
+def parse_client_hotwords(value: Any) -> Tuple[Dict[str, int], List[Dropped]]:
+    """The client's ``hotwords`` value → (word → weight for the usable ones, the dropped ones with why).
+
+    Raises :class:`ClientHotwordsUnreadable` when the value is not a string
+    (or a JSON object) at all, or looks like JSON and is not an object.
+    """
+    if value is None:
+        return {}, []
+    if isinstance(value, dict):
+        items = [(str(k).strip(), v) for k, v in value.items()]
+    elif not isinstance(value, str):
+        raise ClientHotwordsUnreadable(f"'hotwords' must be a string, got {_json_type(value)}")
+    else:
+        text = value.strip()
+        if text.startswith(("{", "[")):
+            try:
+                parsed = json.loads(text)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise ClientHotwordsUnreadable(f"'hotwords' looks like JSON but does not parse: {exc}") from None
+            if not isinstance(parsed, dict):
+                raise ClientHotwordsUnreadable(
+                    f"'hotwords' must be a JSON object of word: weight or plain words, got {_json_type(parsed)}"
+                )
+            items = [(str(k).strip(), v) for k, v in parsed.items()]
+        else:
+            items = [(w, DEFAULT_WEIGHT) for w in PLAIN_SEPARATORS.split(text) if w]
+    words: Dict[str, int] = {}
+    dropped: List[Dropped] = []
+    for word, weight in items:
+        checked, problem = _problem(word, weight)
+        if problem is not None:
+            dropped.append((word, problem))
+        elif word in words or len(words) < MAX_WORDS:
+            words[word] = checked
+        else:
+            dropped.append((word, f"over the limit of {MAX_WORDS} hotwords"))
+    return words, dropped
+
+
+def merge_hotwords(server: Dict[str, int], client: Dict[str, int]) -> Tuple[Dict[str, int], List[Dropped]]:
+    """The server's list updated with the client's; client words beyond :data:`MAX_WORDS` in all are dropped."""
+    merged = dict(server)
+    dropped: List[Dropped] = []
+    for word, weight in client.items():
+        if word in merged or len(merged) < MAX_WORDS:
+            merged[word] = weight
+        else:
+            dropped.append((word, f"over the limit of {MAX_WORDS} hotwords (the server's list included)"))
+    return merged, dropped
+
+
+def _shown(word: str, limit: int = 30) -> str:
+    return repr(word if len(word) <= limit else word[:limit] + "…")
+
+
+def warning_text(dropped: List[Dropped], kept: int) -> str:
+    """One sentence for the client: each dropped hotword and why, and that everything else is used."""
+    n = len(dropped)
+    named = ", ".join(f"{_shown(word)} ({why})" for word, why in dropped[:WARNING_NAMES])
+    if n > WARNING_NAMES:
+        named += f" and {n - WARNING_NAMES} more"
+    if kept:
+        rest = f"{kept} other hotword{'s' if kept != 1 else ''} and the rest of the configuration are used"
+    else:
+        rest = "the rest of the configuration is used"
+    return f"dropped {n} hotword{'s' if n != 1 else ''}: {named}; {rest}"
+
+
+def unreadable_text(reason: str) -> str:
+    """The warning for a ``hotwords`` value that cannot be read at all."""
+    return f"ignored 'hotwords': {reason}; the rest of the configuration is used"

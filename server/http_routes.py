@@ -7,10 +7,14 @@ Every request passes through :meth:`HttpRoutes.__call__` (websockets'
   connections, 503 while it is starting or draining: for load balancers and
   container health checks;
 * ``GET /metrics``: Prometheus text (:mod:`server.metrics`);
-* anything else is a WebSocket handshake, on any path (clients in the field
-  use ``/``, ``/ws`` and others).  It is refused with 503 while starting or
-  draining or beyond ``--max-connections``, and with 401 when ``--api-key`` is
-  set and the request does not carry it.
+* ``GET /`` (and the page's own files): the browser page (:mod:`server.web_page`),
+  public like the two above (no API key, not counted in ``--max-connections``);
+  ``--no-web-page`` turns it off;
+* any other plain HTTP request: 404;
+* a WebSocket handshake (``Connection: Upgrade``), on any path, ``/`` included
+  (clients in the field use ``/``, ``/ws`` and others).  It is refused with 503
+  while starting or draining or beyond ``--max-connections``, and with 401 when
+  ``--api-key`` is set and the request does not carry it.
 
 The key is accepted as ``Authorization: Bearer <key>``, as the
 ``Bearer; <key>`` form xiaozhi-esp32-server sends, or as ``?token=<key>`` for
@@ -29,6 +33,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from .metrics import ServerMetrics
+from .web_page import PageState, WebPage
 
 log = logging.getLogger(__name__)
 
@@ -64,23 +69,20 @@ class HttpRoutes:
         accepting: Callable[[], bool],
         admit: Callable[[ServerConnection], int],
         metrics: ServerMetrics,
+        web: Optional[WebPage] = None,
+        profile: Callable[[], str] = lambda: "",
     ):
         self.policy = policy
         self.metrics = metrics
+        self.web = web  # None: no page (--no-web-page)
+        self.profile = profile  # "2pass", "offline", or "" while the models load
         self.accepting = accepting  # models loaded and not draining
         self.admit = admit  # counts a connection in; returns how many others are open
 
     def __call__(self, connection: ServerConnection, request: Request) -> Optional[Response]:
         path = urlsplit(request.path).path
-        plain_http = "upgrade" not in request.headers.get("Connection", "").lower()
-        if path == HEALTH_PATH and plain_http:
-            if self.accepting():
-                return connection.respond(HTTPStatus.OK, "ok\n")
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "starting or draining\n")
-        if path == METRICS_PATH and plain_http:
-            response = connection.respond(HTTPStatus.OK, self.metrics.render().decode("utf-8"))
-            response.headers["Content-Type"] = self.metrics.content_type
-            return response
+        if not is_websocket_handshake(request):
+            return self.plain_http(connection, request, path)
         if not self.accepting():
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "the server is starting or shutting down\n")
         key = self.policy.api_key
@@ -99,3 +101,29 @@ class HttpRoutes:
             self.metrics.error("over_capacity")
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"too many connections (limit {limit})\n")
         return None
+
+    def plain_http(self, connection: ServerConnection, request: Request, path: str) -> Response:
+        """A request that is not a WebSocket handshake: the side endpoints, the page, or 404."""
+        if path == HEALTH_PATH:
+            if self.accepting():
+                return connection.respond(HTTPStatus.OK, "ok\n")
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "starting or draining\n")
+        if path == METRICS_PATH:
+            response = connection.respond(HTTPStatus.OK, self.metrics.render().decode("utf-8"))
+            del response.headers["Content-Type"]  # Headers appends: replace text/plain, do not add a second one
+            response.headers["Content-Type"] = self.metrics.content_type
+            return response
+        if self.web is not None and self.web.serves(path):
+            state = PageState(profile=self.profile(), api_key_required=self.policy.api_key is not None)
+            return self.web.respond(request, path, state)
+        return connection.respond(
+            HTTPStatus.NOT_FOUND,
+            "not found: this port serves WebSocket connections on any path, "
+            + ("the web page at /, " if self.web is not None else "")
+            + "/health and /metrics\n",
+        )
+
+
+def is_websocket_handshake(request: Request) -> bool:
+    """Whether ``request`` asks for a WebSocket (anything else is plain HTTP: /health, the page)."""
+    return "upgrade" in request.headers.get("Connection", "").lower() or "Upgrade" in request.headers

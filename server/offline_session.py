@@ -2,12 +2,16 @@
 
 Audio is buffered until the end signal, then the whole utterance goes through
 VAD → Paraformer → punctuation → ITN in the decoder pool, and exactly one
-message comes back.  The connection then starts a fresh utterance.
+message comes back (then, when the end signal carried ``"is_end": true``, the
+end acknowledgement of :func:`server.protocol.end_ack_message`).  A warning
+about the configuration (dropped hotwords) rides on that one message as its
+``warning`` field.  The connection then starts a fresh utterance.
 """
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any, Dict, Optional
 
 from models.offline_pipeline import OfflinePipeline
 
@@ -24,8 +28,9 @@ class OfflineSession(Session):
         super().__init__(*args, **kwargs)
         self.pipeline: OfflinePipeline = self.models
         self.audio = bytearray()
-        self.overflowed = False
+        self.overflowed: Optional[str] = None  # the error sent when the utterance grew too long
         self.decoding = False
+        self.pending_warning: Optional[str] = None  # for the next result (see send_warning)
 
     @property
     def busy(self) -> bool:
@@ -34,13 +39,22 @@ class OfflineSession(Session):
     def served_mode(self) -> str:
         return "offline"
 
+    def reply_label(self, mode: str) -> str:
+        return "offline"
+
+    async def send_warning(self, warning: str) -> None:
+        """Here a warning rides on the next result, as its ``warning`` field: this profile answers each
+        end signal with exactly one message, and clients take the first ``"offline"`` message for
+        the result (FunASR's Python client until 2026-07, our web page and client)."""
+        self.pending_warning = warning
+
     async def on_text(self, text: str) -> None:
         message = await self.read_control(text)
         if message is None:
             self._reset_utterance()
             return
         if message.end_of_utterance:
-            await self._finish_utterance()
+            await self._finish_utterance(end_ack=message.end_of_input)
 
     async def on_audio(self, data: bytes) -> None:
         if not self.seen_first_message or self.overflowed:
@@ -52,22 +66,22 @@ class OfflineSession(Session):
             too_long = size > self.limits.max_container_bytes
         if too_long:
             self.metrics.error("too_long")
-            self.overflowed = True
-            self.audio = bytearray()
-            await self.send(
-                error_message(
-                    f"utterance too long: more than {self.limits.max_utterance_seconds:.0f} s "
-                    f"(or {self.limits.max_container_bytes >> 20} MiB of a compressed file) before the end signal",
-                    self.config.wav_name,
-                    "offline",
-                )
+            self.overflowed = (
+                f"utterance too long: more than {self.limits.max_utterance_seconds:.0f} s "
+                f"(or {self.limits.max_container_bytes >> 20} MiB of a compressed file) before the end signal"
             )
+            self.audio = bytearray()
+            await self.send(error_message(self.overflowed, self.config.wav_name, "offline"))
             return
         self.audio += data
 
-    async def _finish_utterance(self) -> None:
+    async def _finish_utterance(self, end_ack: bool = False) -> None:
+        """Decode and answer the utterance; with ``end_ack`` (``"is_end": true``) acknowledge it after the result."""
         if self.overflowed:
+            error = self.overflowed
             self._reset_utterance()
+            if end_ack:
+                await self.send_end_ack("offline", self.config.wav_name, error)
             return
         # Hand the buffer itself to the pool (no copy on the event loop); start a new one.
         audio, cfg = self.audio, self.config
@@ -91,7 +105,9 @@ class OfflineSession(Session):
         if outcome.error:
             self.metrics.error("audio")
         t = outcome.transcript
-        extra = {"error": outcome.error} if outcome.error else {}
+        extra: Dict[str, Any] = {"error": outcome.error} if outcome.error else {}
+        if self.pending_warning is not None:
+            extra["warning"], self.pending_warning = self.pending_warning, None
         await self.send(
             result_message(
                 "offline",
@@ -103,6 +119,8 @@ class OfflineSession(Session):
                 **extra,
             )
         )
+        if end_ack:
+            await self.send_end_ack("offline", cfg.wav_name, outcome.error)
         self.utterances += 1
         seconds = time.perf_counter() - started
         self.log.info(
@@ -118,4 +136,4 @@ class OfflineSession(Session):
 
     def _reset_utterance(self) -> None:
         self.audio = bytearray()
-        self.overflowed = False
+        self.overflowed = None

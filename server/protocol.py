@@ -19,7 +19,15 @@ MAX_AUDIO_FS = 384000
 
 
 class ProtocolError(ValueError):
-    """A client message that breaks the protocol; the text goes back to the client."""
+    """A client message that breaks the protocol; the text goes back to the client.
+
+    ``end_of_input``: the message was nevertheless an end signal with ``"is_end": true``,
+    whose sender waits for an acknowledgement (see :class:`ControlMessage`).
+    """
+
+    def __init__(self, message: str, end_of_input: bool = False):
+        super().__init__(message)
+        self.end_of_input = end_of_input
 
 
 @dataclass
@@ -34,7 +42,7 @@ class ClientConfig:
     chunk_interval: int = 10
     encoder_chunk_look_back: int = 4
     decoder_chunk_look_back: int = 0
-    hotwords: Optional[str] = None
+    hotwords: Any = None  # as sent (normally a string); read by server.hotwords
     itn: bool = True
     svs_lang: str = "auto"
     svs_itn: bool = True
@@ -46,10 +54,16 @@ class ClientConfig:
 
 @dataclass
 class ControlMessage:
-    """One parsed text frame: the fields it set and whether it ends the utterance."""
+    """One parsed text frame: the fields it set and whether it ends the utterance.
+
+    ``end_of_input``: an end signal that also carries ``"is_end": true``, as FunASR's
+    Python client sends since 2026-07; it waits for a reply with ``"is_end": true``
+    after the utterance's results (see :func:`end_ack_message`).
+    """
 
     fields: Dict[str, Any] = field(default_factory=dict)
     end_of_utterance: bool = False
+    end_of_input: bool = False
 
 
 def _int(name: str, value: Any) -> int:
@@ -113,6 +127,17 @@ def parse_control_message(text: str) -> ControlMessage:
         raise ProtocolError(f"malformed JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ProtocolError("a text message must be a JSON object")
+    # Only the JSON boolean false ends an utterance (0 and "false" do not), as in the reference.
+    end = data.get("is_speaking", True) is False or data.get("is_finished", False) is True
+    end_of_input = end and data.get("is_end", False) is True
+    try:
+        fields = _parse_fields(data)
+    except ProtocolError as exc:
+        raise ProtocolError(str(exc), end_of_input=end_of_input) from None
+    return ControlMessage(fields=fields, end_of_utterance=end, end_of_input=end_of_input)
+
+
+def _parse_fields(data: Dict[str, Any]) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     if "mode" in data:
         mode = _str("mode", data["mode"])
@@ -133,16 +158,17 @@ def parse_control_message(text: str) -> ControlMessage:
         if name in data:
             out[name] = _int(name, data[name])
     if "hotwords" in data and data["hotwords"] is not None:
-        out["hotwords"] = _str("hotwords", data["hotwords"]) if not isinstance(data["hotwords"], dict) else json.dumps(data["hotwords"], ensure_ascii=False)
+        # Never an error here: a bad value costs the client its hotwords, not the configuration
+        # (server.hotwords reads it and warns).  An object sent as such is taken as its JSON text.
+        value = data["hotwords"]
+        out["hotwords"] = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
     if "itn" in data:
         out["itn"] = _bool("itn", data["itn"])
     if "svs_lang" in data:
         out["svs_lang"] = _str("svs_lang", data["svs_lang"])
     if "svs_itn" in data:
         out["svs_itn"] = _bool("svs_itn", data["svs_itn"])
-    # Only the JSON boolean false ends an utterance (0 and "false" do not), as in the reference.
-    end = data.get("is_speaking", True) is False or data.get("is_finished", False) is True
-    return ControlMessage(fields=out, end_of_utterance=end)
+    return out
 
 
 def apply_fields(config: ClientConfig, fields: Dict[str, Any], first_message: bool) -> None:
@@ -173,6 +199,25 @@ def result_message(
         msg["stamp_sents"] = sentences if sentences is not None else []
     msg.update(extra)
     return json.dumps(msg, ensure_ascii=False)
+
+
+def warning_message(mode: str, wav_name: str, warning: str) -> str:
+    """Something the client should know that failed nothing (e.g. dropped hotwords): no text, not final,
+    so clients that append ``text`` until ``is_final`` is true carry on unaffected."""
+    return result_message(mode, wav_name, "", is_final=False, warning=warning)
+
+
+def end_ack_message(mode: str, wav_name: str, error: Optional[str] = None) -> str:
+    """The reply to an end signal with ``"is_end": true``, sent after the utterance's last result.
+
+    FunASR's Python client (since 2026-07) waits for a message with ``is_end`` true, then
+    closes; ``is_final`` true means the input was finished, false (with ``error``) that the
+    utterance failed, as FunASR's Python server answers.  The connection stays usable.
+    """
+    extra: Dict[str, Any] = {"is_end": True}
+    if error:
+        extra["error"] = error
+    return result_message(mode, wav_name, "", is_final=not error, **extra)
 
 
 def error_message(error: str, wav_name: Optional[str] = None, mode: Optional[str] = None) -> str:

@@ -10,10 +10,19 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Dict, Optional
 
 from .decoder_pool import DecoderPool
-from .hotwords import HotwordError, merge_hotwords, parse_client_hotwords
+from .hotwords import ClientHotwordsUnreadable, merge_hotwords, parse_client_hotwords, unreadable_text, warning_text
 from .logs import ConnectionLog
 from .metrics import UNUSED, ServerMetrics
-from .protocol import ClientConfig, ControlMessage, ProtocolError, apply_fields, error_message, parse_control_message
+from .protocol import (
+    ClientConfig,
+    ControlMessage,
+    ProtocolError,
+    apply_fields,
+    end_ack_message,
+    error_message,
+    parse_control_message,
+    warning_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,26 +77,58 @@ class Session:
         """The mode this session serves now (the ``mode`` of its error answers, the metrics' label)."""
         return self.config.mode
 
+    def reply_label(self, mode: str) -> str:
+        """The ``mode`` field of a message without a result (a warning, the end acknowledgement) on a
+        connection in ``mode``: the label of that mode's final results, so that clients which act on
+        the label (FunASR's Python client ends its offline mode on any ``"offline"`` message) take it
+        like the final result they know, with an empty text."""
+        return mode
+
     async def read_control(self, text: str) -> Optional[ControlMessage]:
         """Parse one text frame and apply it to :attr:`config`.
 
         A bad frame is answered with an error message and gives None; the
-        configuration is then left as it was.
+        configuration is then left as it was.  Bad hotwords are not a bad
+        frame: they are dropped with a warning (:meth:`_read_hotwords`).
         """
         try:
             message = parse_control_message(text)
-            first = not self.seen_first_message
-            hotwords = self.hotwords
-            if first and "hotwords" in message.fields:
-                hotwords = merge_hotwords(self.server_hotwords, parse_client_hotwords(message.fields["hotwords"]))
-            apply_fields(self.config, message.fields, first_message=first)
-        except (ProtocolError, HotwordError) as exc:
+        except ProtocolError as exc:
             self.log.info("bad control message: %s", exc)
             self.metrics.error("protocol")
             await self.send(error_message(str(exc), self.config.wav_name, self.served_mode()))
+            if exc.end_of_input:  # its sender still waits for the end acknowledgement
+                await self.send_end_ack(self.served_mode(), self.config.wav_name, str(exc))
             return None
-        if hotwords is not self.hotwords:
-            self.log.info("%d hotwords for this connection (%d from the server's list)", len(hotwords), len(self.server_hotwords))
-        self.hotwords = hotwords
+        first = not self.seen_first_message
+        apply_fields(self.config, message.fields, first_message=first)
         self.seen_first_message = True
+        if first and "hotwords" in message.fields:
+            await self._read_hotwords(message.fields["hotwords"])
         return message
+
+    async def _read_hotwords(self, value: object) -> None:
+        """Merge the client's hotwords into the server's; tell the client about any it loses."""
+        warning: Optional[str] = None
+        try:
+            client, dropped = parse_client_hotwords(value)
+        except ClientHotwordsUnreadable as exc:
+            client, dropped = {}, []
+            warning = unreadable_text(str(exc))
+        self.hotwords, over = merge_hotwords(self.server_hotwords, client)
+        dropped += over
+        if dropped:
+            warning = warning_text(dropped, kept=len(client) - len(over))
+        self.log.info("%d hotwords for this connection (%d from the server's list)", len(self.hotwords), len(self.server_hotwords))
+        if warning is not None:
+            self.log.info("hotwords: %s", warning)
+            self.metrics.error("bad_hotword")
+            await self.send_warning(warning)
+
+    async def send_warning(self, warning: str) -> None:
+        """Tell the client something that failed nothing: one message without text, not final."""
+        await self.send(warning_message(self.reply_label(self.served_mode()), self.config.wav_name, warning))
+
+    async def send_end_ack(self, mode: str, wav_name: str, error: Optional[str] = None) -> None:
+        """Answer an end signal that carried ``"is_end": true`` (utterance in ``mode``), after its last result."""
+        await self.send(end_ack_message(self.reply_label(mode), wav_name, error))

@@ -46,6 +46,7 @@ class ServerSettings:
     max_utterance_seconds: int = 3 * 3600
     max_connections: Optional[int] = None
     api_key: Optional[str] = None
+    web_page: bool = True  # the browser page at / (--no-web-page: off)
     shutdown_grace: float = 30.0
     log_level: str = "INFO"
     log_format: str = "text"  # or "json"

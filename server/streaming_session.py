@@ -27,6 +27,13 @@ The life of an utterance::
 * An error (bad message, too much audio, undecodable file) is answered with
   ``is_final: true`` and an ``error`` field, and the utterance is dropped; the
   connection stays usable.
+* An end signal with ``"is_end": true`` (FunASR's Python client since 2026-07)
+  gets one more message after the final one: ``{"text": "", "is_final": true,
+  "is_end": true}`` (``is_final`` false and the ``error`` when the utterance
+  failed).  The connection stays open; that client closes it.
+* Messages without a result (that acknowledgement, a hotword warning) carry the
+  ``mode`` label of the final result: ``2pass-offline``, ``online`` in the
+  online mode.
 """
 from __future__ import annotations
 
@@ -65,6 +72,9 @@ class StreamingSession(Session):
     def served_mode(self) -> str:
         return self.fixed.mode if self.utterance is not None else self.config.mode
 
+    def reply_label(self, mode: str) -> str:
+        return "online" if mode == "online" else "2pass-offline"
+
     # ------------------------------------------------------------------ frames in
 
     async def on_text(self, text: str) -> None:
@@ -75,19 +85,18 @@ class StreamingSession(Session):
         if self.config.mode in STREAMING_MODES and self.config.chunk_size is None:
             self.metrics.error("protocol")
             self.configured = False
-            await self.send(
-                error_message(
-                    f"mode '{self.config.mode}' needs 'chunk_size' (look-back, chunk, look-ahead in 60 ms frames), "
-                    'e.g. "chunk_size": [5, 10, 5]; audio is ignored until it is set',
-                    self.config.wav_name,
-                    self.config.mode,
-                )
+            error = (
+                f"mode '{self.config.mode}' needs 'chunk_size' (look-back, chunk, look-ahead in 60 ms frames), "
+                'e.g. "chunk_size": [5, 10, 5]; audio is ignored until it is set'
             )
+            await self.send(error_message(error, self.config.wav_name, self.config.mode))
             self._reset_utterance()
+            if message.end_of_input:
+                await self.send_end_ack(self.config.mode, self.config.wav_name, error)
             return
         self.configured = True
         if message.end_of_utterance:
-            await self._finish_utterance()
+            await self._finish_utterance(end_ack=message.end_of_input)
 
     async def on_audio(self, data: bytes) -> None:
         if not self.configured or self.failed:
@@ -131,6 +140,7 @@ class StreamingSession(Session):
         self.pcm_bytes = 0
         self.min_piece_bytes = 0
         self.failed = False  # an error was sent; drop audio until the end signal
+        self.failure: Optional[str] = None  # that error
         self.sentence_started = False
         self.started_at = 0.0
 
@@ -152,9 +162,14 @@ class StreamingSession(Session):
         self.started_at = time.perf_counter()
         return True
 
-    async def _finish_utterance(self) -> None:
+    async def _finish_utterance(self, end_ack: bool = False) -> None:
+        """Flush and answer the utterance (one ``is_final`` message); with ``end_ack``
+        (``"is_end": true``) acknowledge the end after that final message."""
         if self.failed:
+            error, cfg = self.failure, self.config
             self._reset_utterance()
+            if end_ack:
+                await self.send_end_ack(cfg.mode, cfg.wav_name, error)
             return
         utterance = self.utterance
         cfg = self.fixed if utterance is not None else self.config
@@ -180,6 +195,8 @@ class StreamingSession(Session):
             self.metrics.stage("stream_final", time.perf_counter() - started)
             self.metrics.audio(cfg.mode, utterance.seconds)
         await self._send_events(events, final=True, cfg=cfg, error=error)
+        if end_ack:
+            await self.send_end_ack(cfg.mode, cfg.wav_name, error)
         self.utterances += 1
         if utterance is not None:
             seconds = time.perf_counter() - self.started_at
@@ -202,6 +219,7 @@ class StreamingSession(Session):
         await self.send(result_message(cfg.mode, cfg.wav_name, text, is_final=True, error=error))
         self._reset_utterance()
         self.failed = True
+        self.failure = error
 
     # ------------------------------------------------------------------ messages out
 

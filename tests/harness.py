@@ -51,8 +51,10 @@ class ServerThread:
         load: bool = True,
         tls: TlsPolicy = TlsPolicy(),
         pool_factory=DecoderPool,
+        web_page: bool = True,
     ):
         self.tls = tls
+        self.web_page = web_page
         self.pool_factory = pool_factory
         self.settings = settings
         self.models = models or (load_models(settings) if load else None)
@@ -69,7 +71,7 @@ class ServerThread:
         pool = self.pool_factory(self.settings.decoder_thread_num)
         options = ServerOptions(
             host="127.0.0.1", port=0, max_message_bytes=self.max_message_bytes, limits=self.limits, access=self.access,
-            tls=self.tls,
+            tls=self.tls, web_page=self.web_page,
         )
         self.server = AsrServer(self.models, pool, options)
         self.loop.run_until_complete(self.server.start())

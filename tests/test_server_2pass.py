@@ -371,12 +371,61 @@ def test_odd_strides_give_the_same_messages(two_pass_server):
     assert stream(two_pass_server.url, pcm, "2pass", stride=1001).messages == stream(two_pass_server.url, pcm, "2pass").messages
 
 
-@pytest.mark.parametrize("hotwords", ['{"阿里巴巴": "heavy"}', '{"阿里巴巴": 101}', "一二三四五六七八九十一", '{"阿里巴巴": 0}', "{" + ",".join(f'"w{i}": 5' for i in range(1001)) + "}"])
-def test_bad_hotwords_get_an_error(two_pass_server, hotwords):
-    with connect(two_pass_server.url) as ws:
-        ws.send(json.dumps({**CONFIG, "mode": "2pass", "hotwords": hotwords}))
-        err = json.loads(ws.recv(timeout=10))
-        assert err["is_final"] is True and "error" in err
+# ---------------------------------------------------------------------- hotwords
+
+SHORT = CHUNK * 5  # 3 s of zh01: enough for text in every mode, quick to decode
+
+
+@pytest.fixture(scope="module")
+def online_reference(two_pass_server) -> List[dict]:
+    """The online mode's messages for the short clip, the configuration sent without hotwords."""
+    return stream(two_pass_server.url, pcm_of("zh01_asr_example_zh.wav")[:SHORT], "online", itn=False).messages
+
+
+@pytest.mark.parametrize("hotwords,dropped", [
+    ('{"阿里巴巴": "heavy", "达摩院": 20}', ["阿里巴巴"]),
+    ('{"阿里巴巴": 101}', ["阿里巴巴"]),
+    ('{"阿里巴巴": 0, "two words": 20, "": 5}', ["阿里巴巴", ""]),
+    ("一二三四五六七八九十一 达摩院", ["一二三四五六七八九十一"]),
+    ("{" + ",".join(f'"w{i}": 5' for i in range(1001)) + "}", ["w1000"]),
+    ('{"x": 1', None),  # unreadable: no hotword of the client's, all the rest applied
+    ('["阿里巴巴"]', None),
+    (["阿里巴巴"], None),
+    (42, None),
+])
+def test_bad_hotwords_get_a_warning_and_the_configuration_stays(two_pass_server, online_reference, hotwords, dropped):
+    """A bad hotword used to cost the whole configuration (chunk_size too: no text at all).  Now the
+    client gets one warning, not final and without text, and then exactly the results it would get
+    without hotwords."""
+    pcm = pcm_of("zh01_asr_example_zh.wav")[:SHORT]
+    run = stream(two_pass_server.url, pcm, "online", itn=False, hotwords=hotwords)
+    warning, rest = run.messages[0], run.messages[1:]
+    assert set(warning) == {"mode", "wav_name", "text", "is_final", "warning"}
+    assert (warning["mode"], warning["wav_name"], warning["text"], warning["is_final"]) == ("online", "t", "", False)
+    if dropped is None:
+        assert warning["warning"].startswith("ignored 'hotwords'")
+    else:
+        assert warning["warning"].startswith(f"dropped {len(dropped)} hotword")
+        for word in dropped:
+            assert repr(word) in warning["warning"]
+    assert not [m for m in run.messages if "warning" in m or "error" in m][1:]
+    assert rest == online_reference and rest[-1]["text"]
+
+
+def test_comma_joined_hotwords_of_funasr_client_2026_02_are_read_as_words(two_pass_server):
+    """FunASR's Python client since 2026-02 joins its hotword file with commas: three words, no warning
+    (read as one word, 11 characters long, it used to be refused with the whole configuration)."""
+    pcm = pcm_of("zh01_asr_example_zh.wav")[:SHORT]
+    run = stream(two_pass_server.url, pcm, "2pass", hotwords="阿里巴巴,达摩院,通义千问")
+    assert not [m for m in run.messages if "warning" in m or "error" in m]
+    assert "".join(m["text"] for m in run.messages)
+    assert run.messages == stream(two_pass_server.url, pcm, "2pass").messages
+
+
+def _session(send, **kwargs) -> StreamingSession:
+    from server.metrics import ServerMetrics
+
+    return StreamingSession(None, None, send, metrics=ServerMetrics(), conn_id="c9", **kwargs)
 
 
 def test_hotwords_are_merged_and_kept_per_connection():
@@ -387,16 +436,45 @@ def test_hotwords_are_merged_and_kept_per_connection():
 
     import asyncio
 
-    session = StreamingSession(None, None, send, server_hotwords={"达摩院": 10, "魔搭": 5})
+    session = _session(send, server_hotwords={"达摩院": 10, "魔搭": 5})
     asyncio.run(session.on_text(json.dumps({**CONFIG, "hotwords": '{"阿里巴巴": 20, "魔搭": "30"}'})))
     assert sent == []
     assert session.hotwords == {"达摩院": 10, "魔搭": 30, "阿里巴巴": 20}
-    # later messages do not change them (protocol: first message only)
+    # later messages do not change them (protocol: first message only), nor warn about them
     asyncio.run(session.on_text(json.dumps({"hotwords": "其他"})))
-    assert session.hotwords == {"达摩院": 10, "魔搭": 30, "阿里巴巴": 20}
-    other = StreamingSession(None, None, send, server_hotwords={"达摩院": 10})
-    asyncio.run(other.on_text(json.dumps({**CONFIG, "hotwords": "通义 千问"})))
-    assert other.hotwords["达摩院"] == 10 and {"通义", "千问"} <= set(other.hotwords)
+    asyncio.run(session.on_text(json.dumps({"hotwords": 5})))
+    assert session.hotwords == {"达摩院": 10, "魔搭": 30, "阿里巴巴": 20} and sent == []
+    other = _session(send, server_hotwords={"达摩院": 10})
+    asyncio.run(other.on_text(json.dumps({**CONFIG, "hotwords": "通义，千问,阿里巴巴"})))
+    assert other.hotwords == {"达摩院": 10, "通义": 20, "千问": 20, "阿里巴巴": 20} and sent == []
+
+
+def test_a_hotword_warning_is_logged_counted_and_sent_once(caplog):
+    import asyncio
+    import logging
+
+    sent: List[dict] = []
+
+    async def send(text):
+        sent.append(json.loads(text))
+
+    session = _session(send, server_hotwords={"魔搭": 5})
+    config = {**CONFIG, "mode": "2pass", "wav_name": "hw", "itn": False,
+              "hotwords": '{"阿里巴巴": 0, "一二三四五六七八九十一": 20, "达摩院": 30}'}
+    with caplog.at_level(logging.INFO, logger="server.session"):
+        asyncio.run(session.on_text(json.dumps(config, ensure_ascii=False)))
+    assert len(sent) == 1
+    # labelled like the final results of the mode: FunASR's Python client (until 2026-07) ends its offline
+    # mode on any message labelled "offline"
+    assert sent[0] == {"mode": "2pass-offline", "wav_name": "hw", "text": "", "is_final": False, "warning": sent[0]["warning"]}
+    assert "'阿里巴巴' (weight 0 is not between 1 and 100)" in sent[0]["warning"]
+    assert "'一二三四五六七八九十一' (longer than 10 characters)" in sent[0]["warning"]
+    # everything else applied, the valid hotword merged with the server's
+    assert session.configured and session.config.chunk_size == (5, 10, 5) and session.config.itn is False
+    assert session.hotwords == {"魔搭": 5, "达摩院": 30}
+    [record] = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert record.levelno == logging.INFO and record.conn == "c9" and "阿里巴巴" in record.getMessage()
+    assert b'funasr_errors_total{kind="bad_hotword"} 1.0' in session.metrics.render()
 
 
 def test_streaming_utterance_cap():
@@ -457,3 +535,73 @@ def test_a_model_failure_costs_the_utterance_not_the_connection(two_pass_server,
         ws.send(json.dumps({"is_speaking": False}))
         msgs = recv_until_final(ws)
         assert msgs[-1]["text"] and "error" not in msgs[-1]
+
+
+# ---------------------------------------------------------------------- the is_end handshake
+
+END = json.dumps({"is_speaking": False, "is_end": True})  # FunASR's Python client since 2026-07
+
+
+def recv_until_end_ack(ws, timeout: float = 30) -> List[dict]:
+    msgs: List[dict] = []
+    while not msgs or not msgs[-1].get("is_end"):
+        msgs.append(json.loads(ws.recv(timeout=timeout)))
+    return msgs
+
+
+@pytest.mark.parametrize("mode", ["2pass", "online", "offline"])
+def test_is_end_is_acknowledged_after_the_final_and_the_connection_stays(two_pass_server, mode):
+    """The results come first, unchanged (clients that stop at the first is_final see nothing new),
+    then one acknowledgement; the connection then serves the next utterance as before."""
+    pcm = pcm_of("zh01_asr_example_zh.wav")[:SHORT]
+    plain = stream(two_pass_server.url, pcm, mode).messages
+    with connect(two_pass_server.url) as ws:
+        ws.send(json.dumps({**CONFIG, "mode": mode}))
+        ws.send(pcm)
+        ws.send(END)
+        msgs = recv_until_end_ack(ws)
+        assert msgs[:-1] == plain and "".join(m["text"] for m in plain)
+        label = "online" if mode == "online" else "2pass-offline"  # that of the final result
+        assert msgs[-1] == {"mode": label, "wav_name": "t", "text": "", "is_final": True, "is_end": True}
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.3)
+        # reused: a plain end signal gets the plain answer, no acknowledgement
+        ws.send(json.dumps({"wav_name": "again"}))
+        ws.send(pcm)
+        ws.send(json.dumps({"is_speaking": False}))
+        again = recv_until_final(ws)
+        assert [m["text"] for m in again] == [m["text"] for m in plain]
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.3)
+        # a bare is_end (no audio): the empty final, then the acknowledgement
+        ws.send(END)
+        assert [(m["text"], m["is_final"], m.get("is_end")) for m in recv_until_end_ack(ws)] == [
+            ("", True, None), ("", True, True)]
+
+
+def test_is_end_after_a_failed_utterance_is_acknowledged_with_the_error(two_pass_server):
+    """As FunASR's Python server does: is_final false and the error, so its client reports the failure
+    at once instead of waiting 300 s for an acknowledgement."""
+    with connect(two_pass_server.url) as ws:
+        ws.send(json.dumps({**CONFIG, "mode": "2pass", "wav_format": "mp3", "wav_name": "f"}))
+        ws.send((AUDIO / "zh14_sensevoice_zh.mp3").read_bytes())
+        err = json.loads(ws.recv(timeout=10))
+        assert err["is_final"] is True and err["text"] == PCM_ONLY_ERROR
+        ws.send(END)
+        ack = json.loads(ws.recv(timeout=10))
+        assert ack == {"mode": "2pass-offline", "wav_name": "f", "text": "", "is_final": False, "is_end": True,
+                       "error": err["error"]}
+    with connect(two_pass_server.url) as ws:  # a streaming mode never configured: the error, then the ack
+        ws.send(json.dumps({"mode": "online", "wav_name": "n"}))
+        assert "chunk_size" in json.loads(ws.recv(timeout=10))["error"]
+        ws.send(END)
+        err, ack = json.loads(ws.recv(timeout=10)), json.loads(ws.recv(timeout=10))
+        assert "chunk_size" in err["error"] and err.get("is_end") is None
+        assert ack == {"mode": "online", "wav_name": "n", "text": "", "is_final": False, "is_end": True, "error": err["error"]}
+    with connect(two_pass_server.url) as ws:  # the end message itself is bad
+        ws.send(json.dumps({**CONFIG, "mode": "2pass"}))
+        ws.send(json.dumps({"is_speaking": False, "is_end": True, "audio_fs": 0}))
+        err, ack = json.loads(ws.recv(timeout=10)), json.loads(ws.recv(timeout=10))
+        assert "audio_fs" in err["error"] and err["is_final"] is True and err.get("is_end") is None
+        assert ack == {"mode": "2pass-offline", "wav_name": "t", "text": "", "is_final": False, "is_end": True,
+                       "error": err["error"]}

@@ -23,11 +23,11 @@ def read_pcm(name: str) -> tuple:
         return w.readframes(w.getnframes()), w.getframerate()
 
 
-def send_utterance(ws, audio: bytes, stride: int = STRIDE, **config) -> None:
+def send_utterance(ws, audio: bytes, stride: int = STRIDE, end: dict = {"is_speaking": False}, **config) -> None:
     ws.send(json.dumps({"mode": "offline", "wav_name": "test", "is_speaking": True, **config}))
     for i in range(0, len(audio), stride):
         ws.send(audio[i : i + stride])
-    ws.send(json.dumps({"is_speaking": False}))
+    ws.send(json.dumps(end))
 
 
 def recv_json(ws, timeout: float = 30.0) -> dict:
@@ -220,6 +220,44 @@ def test_odd_byte_counts_and_tiny_chunks_are_fine(offline_server):
     assert msg["text"] == expected(offline_server, pcm16_to_float(pcm[:12344])).text
 
 
+END = {"is_speaking": False, "is_end": True}  # FunASR's Python client since 2026-07
+
+
+def test_is_end_is_acknowledged_after_the_one_result(offline_server):
+    """The result first and unchanged, then ``{"is_end": true, "is_final": true}``, which FunASR's newest
+    Python client waits for; the connection stays open and serves the next utterance as before."""
+    pcm, _ = read_pcm("zh03_triton_mid.wav")
+    with connect(offline_server.url) as ws:
+        send_utterance(ws, pcm, wav_name="plain")
+        plain = recv_json(ws)
+    with connect(offline_server.url) as ws:
+        send_utterance(ws, pcm, wav_name="plain", end=END)
+        assert recv_json(ws) == plain and plain["text"]
+        assert recv_json(ws) == {"mode": "offline", "wav_name": "plain", "text": "", "is_final": True, "is_end": True}
+        assert_silent(ws)
+        send_utterance(ws, pcm, wav_name="plain")
+        assert recv_json(ws) == plain
+        assert_silent(ws)
+
+
+@pytest.mark.parametrize("mode", ["offline", "2pass"])
+def test_bad_hotwords_on_the_offline_profile_ride_on_the_one_result(offline_server, mode):
+    """Still exactly one message per end signal (clients take the first "offline" message for the result):
+    the warning is a field of that message, the text is the normal one; the next result has none."""
+    pcm, _ = read_pcm("zh03_triton_mid.wav")
+    with connect(offline_server.url) as ws:
+        send_utterance(ws, pcm, wav_name="hw", mode=mode, itn=False, hotwords="阿里巴巴,一二三四五六七八九十一，达摩院")
+        msg = recv_json(ws)
+        assert_silent(ws)
+        send_utterance(ws, pcm, wav_name="again", itn=False)
+        again = recv_json(ws)
+    assert msg["warning"] == ("dropped 1 hotword: '一二三四五六七八九十一' (longer than 10 characters); "
+                              "2 other hotwords and the rest of the configuration are used")
+    assert "error" not in msg and msg["mode"] == "offline" and msg["is_final"] is False
+    assert msg["text"] == expected(offline_server, pcm16_to_float(pcm), itn=False).text and msg["text"]
+    assert again == {**{k: v for k, v in msg.items() if k != "warning"}, "wav_name": "again"}
+
+
 def test_binary_subprotocol_is_accepted_not_required(offline_server):
     with connect(offline_server.url, subprotocols=["binary"]) as ws:
         assert ws.subprotocol == "binary"
@@ -265,14 +303,21 @@ def test_limits_message_size_and_utterance_length():
             ws.send(json.dumps({"mode": "offline", "audio_fs": 8000}))
             for _ in range(3):
                 ws.send(b"\0" * 40_000)
-            assert "too long" in recv_json(ws)["error"]
+            error = recv_json(ws)["error"]
+            assert "too long" in error
+            # An end signal with is_end after the refusal: acknowledged with that error (FunASR's Python
+            # client since 2026-07 waits for it, and reports the failure).
+            ws.send(json.dumps({"is_speaking": False, "is_end": True}))
+            assert recv_json(ws) == {"mode": "offline", "wav_name": "wav-default-id", "text": "", "is_final": False,
+                                     "is_end": True, "error": error}
             # A short compressed file that decodes to more than the cap is refused too.
-            ws.send(json.dumps({"is_speaking": False}))
             bomb = silent_flac(seconds=20)
             assert len(bomb) < 64 * 1024
-            send_utterance(ws, bomb, stride=len(bomb), wav_name="bomb", wav_format="flac")
+            send_utterance(ws, bomb, stride=len(bomb), wav_name="bomb", wav_format="flac", end=END)
             msg = recv_json(ws)
             assert msg["text"] == "" and "longer than" in msg["error"]
+            assert recv_json(ws) == {"mode": "offline", "wav_name": "bomb", "text": "", "is_final": False,
+                                     "is_end": True, "error": msg["error"]}
         with connect(server.url) as ws:
             ws.send(json.dumps({"mode": "offline"}))
             ws.send(b"\0" * 100_000)  # one frame over the message limit

@@ -1,0 +1,6 @@
+"""``python -m client``: the same as the ``funasr-wss-client`` console script."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
