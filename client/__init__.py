@@ -1,6 +1,6 @@
 """``funasr-wss-client``: a command-line client for FunASR-compatible WebSocket servers.
 
-It speaks the wire protocol of ``/work/shared/protocol.md`` (the one FunASR's
+It speaks FunASR's WebSocket protocol (the one FunASR's
 C++ and Python servers speak), so it works against this project's server and
 against the reference servers alike.  The package is split by job:
 

@@ -1,5 +1,5 @@
 // The page's logic: microphone or file in, FunASR's WebSocket protocol out, text on the page.
-// Protocol: /work/shared/protocol.md of the project (FunASR's): a JSON configuration, binary
+// Protocol (FunASR's WebSocket protocol): a JSON configuration, binary
 // 16-bit PCM (or a whole file in offline mode), {"is_speaking": false}, then JSON results.
 
 const $ = (id) => document.getElementById(id);
