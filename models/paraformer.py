@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -35,6 +35,28 @@ log = logging.getLogger(__name__)
 UPSAMPLE = 3
 
 
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Per-request settings of an offline recogniser; each model reads the ones it understands.
+
+    The server builds one per connection (hotwords) and utterance (``svs_*``)
+    and hands it through the pipeline unchanged, so models stay stateless and
+    shareable between connections.
+    """
+
+    #: ``[N, d]`` float32 hotword embeddings for contextual / SeACo Paraformers (the
+    #: ``bias_embed`` input, batch axis added by the model), the blank entry included;
+    #: None means "no hotwords" (the model then uses its blank-only embedding).
+    hotword_bias: Optional[np.ndarray] = None
+    #: SenseVoiceSmall: ``svs_lang`` (auto, zh, en, yue, ja, ko, nospeech).
+    language: str = "auto"
+    #: SenseVoiceSmall: ``svs_itn`` (the model writes punctuation and numbers itself).
+    text_norm: bool = True
+
+
+NO_OPTIONS = DecodeOptions()
+
+
 @dataclass
 class AsrResult:
     """What one segment decodes to.  Times are ms from the segment's start."""
@@ -44,13 +66,21 @@ class AsrResult:
     words: List[str] = field(default_factory=list)
     word_spans: Optional[List[Span]] = None  # None for models without timestamps
     text: str = ""
+    #: What a rich-transcription model (SenseVoiceSmall) said about the segment besides its
+    #: text: ``language``, ``emotion``, ``event`` (tag names without ``<|...|>``) and
+    #: ``text_norm``; empty for Paraformers.
+    tags: Dict[str, str] = field(default_factory=dict)
+    #: True when ``text`` already has punctuation (SenseVoiceSmall with ``svs_itn``): the
+    #: pipeline then runs neither the punctuation model nor ITN on it.
+    punctuated: bool = False
 
     def shifted(self, offset_ms: int) -> "AsrResult":
         """The same result with its times moved by ``offset_ms`` (for a segment's start)."""
         spans = None
         if self.word_spans is not None:
             spans = [(s + offset_ms, e + offset_ms) for s, e in self.word_spans]
-        return AsrResult(list(self.token_ids), list(self.tokens), list(self.words), spans, self.text)
+        return AsrResult(list(self.token_ids), list(self.tokens), list(self.words), spans, self.text,
+                         dict(self.tags), self.punctuated)
 
 
 class OfflineParaformer:
@@ -85,11 +115,11 @@ class OfflineParaformer:
     def features(self, waveform: np.ndarray) -> np.ndarray:
         return self.frontend(waveform)
 
-    def recognize(self, waveforms: Sequence[np.ndarray]) -> List[AsrResult]:
+    def recognize(self, waveforms: Sequence[np.ndarray], options: DecodeOptions = NO_OPTIONS) -> List[AsrResult]:
         """Decode each waveform (mono float32 at :attr:`sample_rate`)."""
-        return self.recognize_features([self.features(w) for w in waveforms])
+        return self.recognize_features([self.features(w) for w in waveforms], options)
 
-    def recognize_features(self, feats: Sequence[np.ndarray]) -> List[AsrResult]:
+    def recognize_features(self, feats: Sequence[np.ndarray], options: DecodeOptions = NO_OPTIONS) -> List[AsrResult]:
         """Decode precomputed features, batching by length to limit padding."""
         results: List[Optional[AsrResult]] = [None] * len(feats)
         order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])

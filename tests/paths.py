@@ -12,6 +12,11 @@ ASR_PLAIN_DIR = MODELS / "speech_paraformer-large_asr_nat-zh-cn-16k-common-vocab
 ASR_ONLINE_DIR = MODELS / "speech_paraformer-large_asr_nat-zh-cn-16k-common-vocab8404-online-onnx"
 PUNC_DIR = MODELS / "punc_ct-transformer_zh-cn-common-vocab272727-onnx"
 PUNC_REALTIME_DIR = MODELS / "punc_ct-transformer_zh-cn-common-vad_realtime-vocab272727-onnx"
+PUNC_LARGE_DIR = MODELS / "punc_ct-transformer_cn-en-common-vocab471067-large-onnx"
+ASR_CONTEXTUAL_DIR = MODELS / "speech_paraformer-large-contextual_asr_nat-zh-cn-16k-common-vocab8404-onnx"
+ASR_SEACO_DIR = MODELS / "speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-onnx"
+ASR_8K_DIR = MODELS / "speech_paraformer_asr_nat-zh-cn-8k-common-vocab8358-tensorflow1-onnx"
+SENSEVOICE_DIR = MODELS / "SenseVoiceSmall-onnx"
 
 
 def audio_clips():
@@ -27,4 +32,9 @@ REQUIRED_MODEL_FILES = {
     ASR_ONLINE_DIR.name: ("model.onnx", "decoder.onnx", "config.yaml", "am.mvn", "tokens.json"),
     PUNC_DIR.name: ("model.onnx", "model_quant.onnx", "config.yaml", "tokens.json"),
     PUNC_REALTIME_DIR.name: ("model.onnx", "model_quant.onnx", "config.yaml", "tokens.json"),
+    PUNC_LARGE_DIR.name: ("model.onnx", "model_quant.onnx", "config.yaml", "tokens.json", "jieba_usr_dict"),
+    ASR_CONTEXTUAL_DIR.name: ("model.onnx", "model_eb.onnx", "config.yaml", "am.mvn", "tokens.json", "seg_dict"),
+    ASR_SEACO_DIR.name: ("model.onnx", "model_eb.onnx", "config.yaml", "am.mvn", "tokens.json", "seg_dict"),
+    ASR_8K_DIR.name: ("model.onnx", "model_quant.onnx", "config.yaml", "am.mvn", "tokens.json"),
+    SENSEVOICE_DIR.name: ("model.onnx", "model_quant.onnx", "config.yaml", "am.mvn", "tokens.json"),
 }
