@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple
+from collections import defaultdict
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .audio import resample
 from .frontend import compute_fbank, fbank_frame_count, same_fbank
-from .paraformer import AsrResult, OfflineParaformer
+from .paraformer import NO_OPTIONS, AsrResult, DecodeOptions, OfflineParaformer
 from .sentences import SentencePiece, realign_spans, sentence_pieces, split_span_evenly, timed_units
 from .tokens import join_words
 
@@ -33,6 +35,50 @@ class Transcript:
     sentences: Optional[List[SentencePiece]] = None
     segments: List[Span] = field(default_factory=list)  # the VAD's speech segments
     raw_text: str = ""  # before punctuation and ITN
+    #: SenseVoiceSmall's ``language``/``emotion``/``event``: for each, the tag that covers the
+    #: most speech among the segments (see :func:`dominant_tags`); empty for Paraformers.
+    tags: Dict[str, str] = field(default_factory=dict)
+
+
+#: The tags a result message carries (``text_norm`` only echoes the request).
+REPORTED_TAGS = ("language", "emotion", "event")
+#: Marks the CT-Transformer writes and what English text gets instead (FunASR's C++ runtime
+#: does this for English models).
+ASCII_MARKS = str.maketrans({"，": ",", "。": ".", "、": ",", "？": "?"})
+
+
+def dominant_tags(results: Sequence[AsrResult], durations: Sequence[int]) -> Dict[str, str]:
+    """Per tag, the value said over the most milliseconds of speech (ties: the earliest said).
+
+    An utterance of several VAD segments may get a different tag per segment
+    (one laugh in a long speech); the message has room for one of each.
+    """
+    out: Dict[str, str] = {}
+    for name in REPORTED_TAGS:
+        weight: Dict[str, int] = defaultdict(int)
+        order: List[str] = []
+        for result, ms in zip(results, durations):
+            value = result.tags.get(name)
+            if value:
+                if value not in weight:
+                    order.append(value)
+                weight[value] += max(int(ms), 1)
+        if order:
+            out[name] = max(order, key=lambda v: (weight[v], -order.index(v)))
+    return out
+
+
+def join_texts(texts: Sequence[str]) -> str:
+    """Finished segment texts in a row: a space only where two Latin-script texts meet."""
+    out = ""
+    for text in texts:
+        text = text.strip()
+        if not text:
+            continue
+        if out and out[-1].isascii() and not out[-1].isspace() and text[0].isascii() and text[0].isalnum():
+            out += " "
+        out += text
+    return out
 
 
 def words_to_unit_spans(words: Sequence[str], spans: Sequence[Span]) -> List[Span]:
@@ -58,11 +104,16 @@ class OfflinePipeline:
         vad=None,
         punctuator=None,
         itn: Optional[Callable[[str], str]] = None,
+        english: bool = False,
     ):
+        """``asr`` is an :class:`OfflineParaformer` or anything with its interface
+        (:class:`models.sensevoice.SenseVoiceSmall`).  ``english``: the recogniser writes
+        English (an ``en-bpe`` vocabulary), so punctuation marks come out ASCII."""
         self.asr = asr
         self.vad = vad
         self.punctuator = punctuator
         self.itn = itn
+        self.english = english
 
     @property
     def sample_rate(self) -> int:
@@ -79,6 +130,10 @@ class OfflinePipeline:
         duration_ms = int(waveform.size * 1000 // self.sample_rate)
         if self.vad is None:
             return [(0, duration_ms)]
+        if self.vad.sample_rate != self.sample_rate:
+            # An 8 kHz recogniser with the 16 kHz VAD: the VAD hears its own rate; its
+            # segments are in ms, which both rates share.
+            waveform, fbank = resample(waveform, self.sample_rate, self.vad.sample_rate), None
         return [(int(s), int(e)) for s, e in self.vad.segments(waveform, fbank=fbank)]
 
     def shared_fbank(self, waveform: np.ndarray) -> Optional[np.ndarray]:
@@ -112,17 +167,35 @@ class OfflinePipeline:
         return out
 
     def recognize_segments(self, waveform: np.ndarray, segments: Sequence[Span],
-                           fbank: Optional[np.ndarray] = None) -> List[AsrResult]:
+                           fbank: Optional[np.ndarray] = None,
+                           options: DecodeOptions = NO_OPTIONS) -> List[AsrResult]:
         """Decode each segment; times are shifted to be absolute within ``waveform``."""
-        results = self.asr.recognize_features(self.segment_features(waveform, segments, fbank))
+        results = self.asr.recognize_features(self.segment_features(waveform, segments, fbank), options)
         return [r.shifted(int(s)) for r, (s, _) in zip(results, segments)]
 
-    def finish(self, results: Sequence[AsrResult], use_itn: bool = True, punctuate: Optional[Callable[[str], str]] = None) -> Transcript:
+    def is_english(self, results: Sequence[AsrResult]) -> bool:
+        """Whether punctuation should be ASCII: an English model, or SenseVoice hearing English."""
+        if self.english:
+            return True
+        languages = {r.tags.get("language") for r in results if r.words}
+        return languages == {"en"}
+
+    def finish(self, results: Sequence[AsrResult], use_itn: bool = True, punctuate: Optional[Callable[[str], str]] = None,
+               durations: Sequence[int] = ()) -> Transcript:
         """Join segment results, punctuate, normalise and time the text.
 
         ``punctuate`` overrides the offline punctuator (2pass passes the
-        realtime model with its per-stream cache).
+        realtime model with its per-stream cache).  Results the model already
+        punctuated (SenseVoiceSmall with ``svs_itn``) skip punctuation and ITN:
+        its text is written the way the client asked for.  ``durations`` (ms per
+        result) weigh the tags; equal weights without them.
         """
+        tags = dominant_tags(results, durations or [1] * len(results))
+        if results and all(r.punctuated for r in results):
+            text = join_texts([r.text for r in results])
+            return Transcript(text=text, raw_text=text, tags=tags,
+                              timestamps=[] if self.has_timestamps else None,
+                              sentences=[] if self.has_timestamps else None)
         words: List[str] = [w for r in results for w in r.words]
         raw = join_words(words)
         spans: Optional[List[Span]] = None
@@ -137,6 +210,8 @@ class OfflinePipeline:
             # The CT-Transformer's class 0 is "<unk>", which FunASR writes out verbatim;
             # trained models never predict it, untrained ones do.  It is no punctuation.
             text = text.replace(UNKNOWN_MARK, "")
+            if text != raw and self.is_english(results):
+                text = text.translate(ASCII_MARKS)
         if spans is not None and text != raw:
             spans = realign_spans(raw, text, spans) or spans
         if use_itn and self.itn is not None and text:
@@ -149,13 +224,16 @@ class OfflinePipeline:
                     spans = moved
             text = normalised
         sentences = sentence_pieces(text, spans) if spans is not None else None
-        return Transcript(text=text, timestamps=spans, sentences=sentences, raw_text=raw)
+        return Transcript(text=text, timestamps=spans, sentences=sentences, raw_text=raw, tags=tags)
 
-    def transcribe(self, waveform: np.ndarray, use_itn: bool = True) -> Transcript:
-        """The whole offline pipeline on one utterance (mono float32 at :attr:`sample_rate`)."""
+    def transcribe(self, waveform: np.ndarray, use_itn: bool = True, options: DecodeOptions = NO_OPTIONS) -> Transcript:
+        """The whole offline pipeline on one utterance (mono float32 at :attr:`sample_rate`).
+
+        ``options``: the connection's hotword embedding and the request's SenseVoice settings.
+        """
         fbank = self.shared_fbank(waveform)
         segments = self.speech_segments(waveform, fbank)
-        results = self.recognize_segments(waveform, segments, fbank) if segments else []
-        transcript = self.finish(results, use_itn=use_itn)
+        results = self.recognize_segments(waveform, segments, fbank, options) if segments else []
+        transcript = self.finish(results, use_itn=use_itn, durations=[e - s for s, e in segments])
         transcript.segments = list(segments)
         return transcript

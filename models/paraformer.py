@@ -1,4 +1,4 @@
-"""Offline (non-streaming) Paraformer: plain and timestamp (BiCif) exports.
+"""Offline (non-streaming) Paraformer: plain, timestamp (BiCif), contextual and SeACo exports.
 
 One instance wraps one onnxruntime session and holds no per-request state, so
 the server shares it between connections and threads.
@@ -12,6 +12,12 @@ trained models that moves a boundary by one 20 ms step at most, and rarely;
 on random weights, whose CIF weights sit right at the firing threshold, it
 moves many.  ``batch_size`` therefore defaults to 1 (as in FunASR's CPU
 runtime), which gives exactly the reference's timestamps.
+
+Contextual and SeACo exports take a third input, ``bias_embed`` ``[B, N, d]``
+(neural hotwords; see :mod:`models.hotword_embedding`).  Such a model opens
+its ``model_eb.onnx`` too, as :attr:`OfflineParaformer.hotwords`; a request's
+bias travels in :class:`DecodeOptions` and is the same for every row of a
+batch, since one request's segments share one hotword list.
 """
 from __future__ import annotations
 
@@ -25,7 +31,8 @@ import numpy as np
 from .cif_timestamps import Span, TimestampMismatch, cif_token_spans, even_spans
 from .config import load_config
 from .frontend import Frontend
-from .model_dir import pick_onnx_file
+from .hotword_embedding import HotwordEmbedder
+from .model_dir import ModelDirError, pick_onnx_file
 from .onnx_session import RuntimeOptions, create_session
 from .tokens import Vocabulary, greedy_ids, join_words, load_token_list, tokens_to_words
 
@@ -83,8 +90,19 @@ class AsrResult:
                          dict(self.tags), self.punctuated)
 
 
+#: The extra input of contextual and SeACo Paraformer graphs.
+BIAS_INPUT = "bias_embed"
+
+
 class OfflineParaformer:
-    """``speech``, ``speech_lengths`` → ``logits``, ``token_num`` [, ``us_alphas``, ``us_cif_peak``]."""
+    """``speech``, ``speech_lengths`` [, ``bias_embed``] → ``logits``, ``token_num`` [, ``us_alphas``, ``us_cif_peak``].
+
+    ``hotword_quantized`` picks ``model_eb_quant.onnx`` for the hotword embedder.
+    It is independent of ``quantized`` because FunASR's C++ runtime always
+    loads ``model_eb.onnx``, also next to ``model_quant.onnx`` (``funasr_onnx``
+    pairs the quantized files instead); the embedder runs once per connection,
+    so the full-precision one costs nothing that matters.
+    """
 
     def __init__(
         self,
@@ -93,6 +111,7 @@ class OfflineParaformer:
         options: RuntimeOptions = RuntimeOptions(),
         batch_size: int = 1,
         max_batch_frames: int = 6000,
+        hotword_quantized: bool = False,
     ):
         self.model_dir = Path(model_dir)
         config = load_config(self.model_dir)
@@ -104,9 +123,35 @@ class OfflineParaformer:
         self._input_names = [i.name for i in self.session.get_inputs()]
         self._output_names = [o.name for o in self.session.get_outputs()]
         self.has_timestamps = "us_cif_peak" in self._output_names or len(self._output_names) >= 4
+        #: The hotword embedder of a contextual / SeACo graph (one that takes ``bias_embed``); else None.
+        self.hotwords: Optional[HotwordEmbedder] = None
+        if BIAS_INPUT in self._input_names:
+            self.hotwords = self._open_embedder(hotword_quantized, options)
         #: Most segments per onnxruntime call, and most padded LFR frames per call.
         self.batch_size = max(1, int(batch_size))
         self.max_batch_frames = max_batch_frames
+
+    def _open_embedder(self, quantized: bool, options: RuntimeOptions) -> HotwordEmbedder:
+        """The ``model_eb`` graph next to the model, checked against ``bias_embed``'s width."""
+        try:
+            embedder = HotwordEmbedder(self.model_dir, quantized, options)
+        except ModelDirError as exc:
+            raise ModelDirError(
+                f"{self.model_path.name} in {self.model_dir} is a hotword (contextual/SeACo) Paraformer: "
+                f"it takes {BIAS_INPUT!r} and needs model_eb.onnx from the same export ({exc})"
+            ) from exc
+        width = self.session.get_inputs()[self._input_names.index(BIAS_INPUT)].shape[-1]
+        if isinstance(width, int) and width != embedder.dim:
+            raise ModelDirError(
+                f"{embedder.model_path.name} gives {embedder.dim}-wide hotword vectors but "
+                f"{self.model_path.name} takes {width}-wide {BIAS_INPUT!r}; they are from different exports"
+            )
+        return embedder
+
+    @property
+    def supports_hotwords(self) -> bool:
+        """True for contextual and SeACo Paraformers (their graph takes ``bias_embed``)."""
+        return self.hotwords is not None
 
     @property
     def sample_rate(self) -> int:
@@ -129,14 +174,34 @@ class OfflineParaformer:
             if batch and (
                 len(batch) >= self.batch_size or longest * (len(batch) + 1) > self.max_batch_frames
             ):
-                self._run_batch(feats, batch, results)
+                self._run_batch(feats, batch, results, options)
                 batch = []
             batch.append(idx)
         if batch:
-            self._run_batch(feats, batch, results)
+            self._run_batch(feats, batch, results, options)
         return [r if r is not None else AsrResult() for r in results]
 
-    def _run_batch(self, feats: Sequence[np.ndarray], batch: List[int], results: List[Optional[AsrResult]]) -> None:
+    def _bias_for(self, options: DecodeOptions) -> Optional[np.ndarray]:
+        """The ``[N, d]`` bias to feed, or None for graphs without ``bias_embed`` (which ignore hotwords)."""
+        if self.hotwords is None:
+            return None
+        if options.hotword_bias is None:
+            return self.hotwords.blank_bias
+        bias = np.asarray(options.hotword_bias, dtype=np.float32)
+        if bias.ndim != 2 or bias.shape[0] < 1 or bias.shape[1] != self.hotwords.dim:
+            raise ValueError(
+                f"hotword_bias must be [N, {self.hotwords.dim}] with N >= 1 (the blank row included), "
+                f"got {list(bias.shape)}"
+            )
+        return bias
+
+    def _run_batch(
+        self,
+        feats: Sequence[np.ndarray],
+        batch: List[int],
+        results: List[Optional[AsrResult]],
+        options: DecodeOptions = NO_OPTIONS,
+    ) -> None:
         live = [i for i in batch if feats[i].shape[0] > 0]
         for i in batch:
             if feats[i].shape[0] == 0:
@@ -148,13 +213,18 @@ class OfflineParaformer:
         speech = np.zeros((len(live), int(lengths.max()), dim), dtype=np.float32)
         for row, i in enumerate(live):
             speech[row, : lengths[row]] = feats[i]
+        inputs = {self._input_names[0]: speech, self._input_names[1]: lengths}
+        bias = self._bias_for(options)
+        if bias is not None:
+            # One hotword list per request: every row of the batch gets the same bias.
+            inputs[BIAS_INPUT] = np.ascontiguousarray(np.broadcast_to(bias, (len(live),) + bias.shape))
         try:
-            outputs = self.session.run(None, {self._input_names[0]: speech, self._input_names[1]: lengths})
+            outputs = self.session.run(None, inputs)
         except Exception as exc:  # onnxruntime raises its own types; silence can trip the graph
             if len(live) > 1:
                 # Isolate the failing segment rather than losing the whole batch.
                 for i in live:
-                    self._run_batch(feats, [i], results)
+                    self._run_batch(feats, [i], results, options)
                 return
             log.warning("Paraformer failed on a %d-frame segment: %s", int(lengths[0]), exc)
             results[live[0]] = AsrResult(word_spans=[] if self.has_timestamps else None)

@@ -32,8 +32,10 @@ from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 
+from .audio import resample
 from .model_dir import ModelDirError
 from .offline_pipeline import OfflinePipeline, Transcript
+from .paraformer import NO_OPTIONS, DecodeOptions
 from .paraformer_online import OnlineParaformer, OnlineStream
 from .punctuation import PunctuationCache, RealtimePunctuator
 from .sentences import CLOSING_MARKS
@@ -118,7 +120,9 @@ class TwoPassRecognizer:
 
     ``pipeline`` is the offline recogniser (its ITN, and its punctuator when no
     realtime one is given); ``vad`` segments the stream; ``online`` is needed
-    only for streams with an online pass.
+    only for streams with an online pass.  The stream runs at the VAD's rate
+    (the online model must share it); an offline model at another rate (the
+    8 kHz telephone Paraformer) gets each segment resampled to its own.
     """
 
     def __init__(
@@ -128,9 +132,11 @@ class TwoPassRecognizer:
         online: Optional[OnlineParaformer] = None,
         realtime_punctuator: Optional[RealtimePunctuator] = None,
     ):
-        rates = {pipeline.sample_rate, vad.sample_rate} | ({online.sample_rate} if online else set())
-        if len(rates) != 1:
-            raise ModelDirError(f"the VAD, online and offline models must share one sample rate, got {sorted(rates)} Hz")
+        if online is not None and online.sample_rate != vad.sample_rate:
+            raise ModelDirError(
+                f"the VAD and the online model must share one sample rate, got {vad.sample_rate} "
+                f"and {online.sample_rate} Hz"
+            )
         self.pipeline = pipeline
         self.vad = vad
         self.online = online
@@ -138,7 +144,8 @@ class TwoPassRecognizer:
 
     @property
     def sample_rate(self) -> int:
-        return self.pipeline.sample_rate
+        """The rate streams take their audio at (the VAD's)."""
+        return self.vad.sample_rate
 
     def new_stream(
         self,
@@ -146,8 +153,9 @@ class TwoPassRecognizer:
         offline: bool,
         chunk_size: Sequence[int] = (5, 10, 5),
         use_itn: bool = True,
+        options: DecodeOptions = NO_OPTIONS,
     ) -> "TwoPassStream":
-        return TwoPassStream(self, online, offline, chunk_size, use_itn)
+        return TwoPassStream(self, online, offline, chunk_size, use_itn, options)
 
 
 class TwoPassStream:
@@ -160,7 +168,9 @@ class TwoPassStream:
         offline: bool,
         chunk_size: Sequence[int] = (5, 10, 5),
         use_itn: bool = True,
+        options: DecodeOptions = NO_OPTIONS,
     ):
+        """``options``: hotwords and SenseVoice settings for every offline pass of the stream."""
         if not (online or offline):
             raise ValueError("a stream needs the online pass, the offline pass, or both")
         if online and recognizer.online is None:
@@ -169,6 +179,7 @@ class TwoPassStream:
         self.run_online = online
         self.run_offline = offline
         self.use_itn = use_itn
+        self.options = options
         self.samples_per_ms = recognizer.sample_rate // 1000
         self._vad_step = VAD_STEP_MS * self.samples_per_ms
         self._vad: VadStream = recognizer.vad.new_stream()
@@ -288,9 +299,12 @@ class TwoPassStream:
         pipeline = rec.pipeline
         per_ms = self.samples_per_ms
         audio = self._audio.slice(start_ms * per_ms, end_ms * per_ms)
-        result = pipeline.asr.recognize([audio])[0].shifted(start_ms)
+        if pipeline.sample_rate != rec.sample_rate:
+            audio = resample(audio, rec.sample_rate, pipeline.sample_rate)
+        result = pipeline.asr.recognize([audio], self.options)[0].shifted(start_ms)
         # Without the realtime model the pipeline's offline punctuator runs; its text always
-        # ends a sentence, so it needs no closing mark.
+        # ends a sentence, so it needs no closing mark.  Text the model punctuated itself
+        # (SenseVoiceSmall with svs_itn) skips both and leaves the carried sentence alone.
         punctuate = self._realtime_punctuate(last) if rec.realtime_punctuator is not None else None
         transcript = pipeline.finish([result], use_itn=self.use_itn, punctuate=punctuate)
         transcript.segments = [(start_ms, end_ms)]

@@ -247,9 +247,11 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
             return
         stopping.cancel()
         try:
-            server.set_models(loading.result())
+            models = loading.result()
         except (ModelDirError, DeviceUnavailableError) as exc:
             raise CliError(str(exc)) from None
+        await _check_server_hotwords(models, server_hotwords)
+        server.set_models(models)
         log.info(
             "serving the %s profile, %s on %s:%d (%d decoder threads%s%s)",
             server.profile,
@@ -270,6 +272,23 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
     finally:
         await server.close()
         pool.shutdown(wait=False)
+
+
+async def _check_server_hotwords(models, hotwords) -> None:
+    """Embed the ``--hotword`` list once at start-up (every connection reuses it) and name the words
+    the model cannot take, so the operator hears of them here rather than never."""
+    from .recognizer import embed_hotwords, supports_hotwords
+
+    if not hotwords:
+        return
+    if not supports_hotwords(models):
+        log.info("--hotword: %d hotwords read; this model does not take hotwords (a contextual or SeACo "
+                 "Paraformer does), so they change nothing", len(hotwords))
+        return
+    embedding = await asyncio.to_thread(embed_hotwords, models, list(hotwords))
+    for word, why in embedding.rejected:
+        log.warning("--hotword: %r is not used: %s", word, why)
+    log.info("--hotword: %d of %d hotwords embedded", len(hotwords) - len(embedding.rejected), len(hotwords))
 
 
 def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:

@@ -2,6 +2,10 @@
 
 The settings decide the profile (protocol §1): without an online model the
 offline pipeline is built; with one, the 2pass recogniser (which also needs a VAD).
+Each directory is identified from its files (:mod:`models.model_kind`), so any
+recogniser FunASR's guides deploy can be given as ``--model-dir`` (Paraformer,
+with timestamps, contextual, SeACo, 8 kHz, SenseVoiceSmall), and a directory
+given to the wrong flag is refused with the flag it belongs to.
 """
 from __future__ import annotations
 
@@ -12,11 +16,13 @@ from typing import Optional, Union
 
 from models.itn import ChineseItn
 from models.model_dir import ModelDirError, resolve_model_dir
+from models.model_kind import DetectedModel, ModelKind, check_role, detect_model
 from models.offline_pipeline import OfflinePipeline
-from models.onnx_session import RuntimeOptions
+from models.onnx_session import DeviceUnavailableError, RuntimeOptions
 from models.paraformer import OfflineParaformer
 from models.paraformer_online import OnlineParaformer
 from models.punctuation import Punctuator, RealtimePunctuator, open_punctuator
+from models.sensevoice import SenseVoiceSmall
 from models.two_pass import TwoPassRecognizer
 from models.vad import FsmnVadModel
 
@@ -24,12 +30,33 @@ from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
-ASR_FILES = ("config.yaml", "tokens.json", "am.mvn")
-
-
-def _resolve(spec: str, settings: ServerSettings, revision: Optional[str], required=()) -> Path:
+def _resolve(spec: str, settings: ServerSettings, revision: Optional[str], flag: str) -> DetectedModel:
+    """Find (or download) the directory given to ``flag`` and check it holds a model that flag takes."""
     download_dir = Path(settings.download_model_dir).expanduser() if settings.download_model_dir else None
-    return resolve_model_dir(spec, download_dir, revision, required)
+    return check_role(detect_model(resolve_model_dir(spec, download_dir, revision)), flag)
+
+
+def _open(flag: str, found: DetectedModel, factory, *args, **kwargs):
+    """Open one model; any failure becomes a start-up error naming the flag and the directory.
+
+    A directory can pass detection and still be unusable (a truncated download, a
+    config whose settings contradict each other, an ONNX file from an older export).
+    """
+    try:
+        return factory(found.model_dir, *args, **kwargs)
+    except (ModelDirError, DeviceUnavailableError):
+        raise
+    except Exception as exc:
+        raise ModelDirError(
+            f"{flag} {found.model_dir} ({found.description}) cannot be opened: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def open_recognizer(found: DetectedModel, settings: ServerSettings):
+    """The offline recogniser class for the kind of model found."""
+    factory = SenseVoiceSmall if found.kind is ModelKind.SENSEVOICE else OfflineParaformer
+    return _open("--model-dir", found, factory, quantized=settings.quantize, options=_runtime(settings),
+                 batch_size=settings.batch_size)
 
 
 def _runtime(settings: ServerSettings) -> RuntimeOptions:
@@ -39,33 +66,45 @@ def _runtime(settings: ServerSettings) -> RuntimeOptions:
 def _open_offline_parts(settings: ServerSettings, punctuator_factory):
     """Resolve (and download) the offline ASR, VAD, punctuation and ITN, then open them."""
     runtime = _runtime(settings)
-    asr_dir = _resolve(settings.model_dir, settings, settings.model_revision, ASR_FILES)
-    vad_dir = _resolve(settings.vad_dir, settings, settings.vad_revision, ("config.yaml", "am.mvn")) if settings.vad_dir else None
-    punc_dir = _resolve(settings.punc_dir, settings, settings.punc_revision, ("config.yaml", "tokens.json")) if settings.punc_dir else None
-    itn_dir = _resolve(settings.itn_dir, settings, settings.itn_revision) if settings.itn_dir else None
+    asr_found = _resolve(settings.model_dir, settings, settings.model_revision, "--model-dir")
+    vad_found = _resolve(settings.vad_dir, settings, settings.vad_revision, "--vad-dir") if settings.vad_dir else None
+    punc_found = _resolve(settings.punc_dir, settings, settings.punc_revision, "--punc-dir") if settings.punc_dir else None
+    itn_dir = _download_only(settings.itn_dir, settings, settings.itn_revision) if settings.itn_dir else None
 
-    asr = OfflineParaformer(asr_dir, quantized=settings.quantize, options=runtime, batch_size=settings.batch_size)
-    vad = FsmnVadModel(vad_dir, quantized=settings.vad_quant, options=runtime) if vad_dir else None
-    punc = punctuator_factory(punc_dir, quantized=settings.punc_quant, options=runtime) if punc_dir else None
+    asr = open_recognizer(asr_found, settings)
+    vad = _open("--vad-dir", vad_found, FsmnVadModel, quantized=settings.vad_quant, options=runtime) if vad_found else None
+    punc = _open("--punc-dir", punc_found, punctuator_factory, quantized=settings.punc_quant, options=runtime) if punc_found else None
     itn = ChineseItn(itn_dir)
+    log.info("offline model: %s (%s)", asr.model_path, asr_found.description)
+    if asr_found.sample_rate and vad is not None and asr_found.sample_rate != vad.sample_rate:
+        log.info("the recogniser takes %d Hz audio, the VAD %d Hz: each hears the audio at its own rate",
+                 asr_found.sample_rate, vad.sample_rate)
     log.info(
-        "offline models: asr=%s (%s), vad=%s, punc=%s (%s), itn=%s",
-        asr.model_path,
-        "timestamps" if asr.has_timestamps else "no timestamps",
-        vad_dir,
-        punc_dir,
-        type(punc).__name__ if punc else "none",
+        "vad=%s, punc=%s (%s), itn=%s",
+        vad_found.model_dir if vad_found else "none",
+        punc_found.model_dir if punc_found else "none",
+        punc_found.description if punc_found else "-",
         itn_dir or "WeTextProcessing bundled grammar",
     )
-    return asr, vad, punc, itn
+    return asr, vad, punc, itn, asr_found
+
+
+def _download_only(spec: str, settings: ServerSettings, revision: Optional[str]) -> Path:
+    download_dir = Path(settings.download_model_dir).expanduser() if settings.download_model_dir else None
+    return resolve_model_dir(spec, download_dir, revision)
 
 
 def load_offline_pipeline(settings: ServerSettings) -> OfflinePipeline:
     """The offline profile: VAD → Paraformer → CT-Transformer (offline export) → ITN per utterance."""
     started = time.perf_counter()
-    asr, vad, punc, itn = _open_offline_parts(settings, Punctuator)
+    asr, vad, punc, itn, found = _open_offline_parts(settings, Punctuator)
     log.info("models loaded in %.1f s", time.perf_counter() - started)
-    return OfflinePipeline(asr=asr, vad=vad, punctuator=punc, itn=itn)
+    return OfflinePipeline(asr=asr, vad=vad, punctuator=punc, itn=itn, english=_is_english(found))
+
+
+def _is_english(found: DetectedModel) -> bool:
+    """An English vocabulary (``lang: en-bpe``): punctuation marks then come out ASCII."""
+    return found.language.lower().startswith("en")
 
 
 def load_two_pass(settings: ServerSettings) -> TwoPassRecognizer:
@@ -80,11 +119,11 @@ def load_two_pass(settings: ServerSettings) -> TwoPassRecognizer:
     if not settings.vad_dir:
         raise ModelDirError("the 2pass profile needs a VAD model (--vad-dir): its segments drive both passes")
     started = time.perf_counter()
-    asr, vad, punc, itn = _open_offline_parts(settings, open_punctuator)
-    online_dir = _resolve(settings.online_model_dir, settings, settings.online_model_revision, ASR_FILES)
-    online = OnlineParaformer(online_dir, quantized=settings.quantize, options=_runtime(settings))
+    asr, vad, punc, itn, found = _open_offline_parts(settings, open_punctuator)
+    online_found = _resolve(settings.online_model_dir, settings, settings.online_model_revision, "--online-model-dir")
+    online = _open("--online-model-dir", online_found, OnlineParaformer, quantized=settings.quantize, options=_runtime(settings))
     realtime = punc if isinstance(punc, RealtimePunctuator) else None
-    pipeline = OfflinePipeline(asr=asr, vad=vad, punctuator=None if realtime else punc, itn=itn)
+    pipeline = OfflinePipeline(asr=asr, vad=vad, punctuator=None if realtime else punc, itn=itn, english=_is_english(found))
     log.info("online model: %s; models loaded in %.1f s", online.encoder_path, time.perf_counter() - started)
     return TwoPassRecognizer(pipeline, vad, online, realtime)
 

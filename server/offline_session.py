@@ -17,7 +17,7 @@ from models.offline_pipeline import OfflinePipeline
 
 from .logs import utterance_fields
 from .protocol import error_message, result_message
-from .recognizer import sentences_json, transcribe_utterance
+from .recognizer import sentences_json, tag_fields, transcribe_utterance
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ class OfflineSession(Session):
                 cfg.audio_fs,
                 cfg.itn,
                 self.limits.max_utterance_seconds,
+                self.decode_options(cfg),
             )
         finally:
             self.decoding = False
@@ -105,7 +106,9 @@ class OfflineSession(Session):
         if outcome.error:
             self.metrics.error("audio")
         t = outcome.transcript
-        extra: Dict[str, Any] = {"error": outcome.error} if outcome.error else {}
+        extra: Dict[str, Any] = tag_fields(t)
+        if outcome.error:
+            extra["error"] = outcome.error
         if self.pending_warning is not None:
             extra["warning"], self.pending_warning = self.pending_warning, None
         await self.send(

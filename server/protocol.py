@@ -14,6 +14,8 @@ MODES = ("offline", "online", "2pass")
 DEFAULT_MODE = "2pass"
 DEFAULT_WAV_NAME = "wav-default-id"
 DEFAULT_CHUNK_SIZE = (5, 10, 5)
+#: SenseVoiceSmall's ``svs_lang`` values (``nospeech``: the model's no-speech prompt).
+SVS_LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko", "nospeech")
 MIN_AUDIO_FS = 1000
 MAX_AUDIO_FS = 384000
 
@@ -164,8 +166,11 @@ def _parse_fields(data: Dict[str, Any]) -> Dict[str, Any]:
         out["hotwords"] = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
     if "itn" in data:
         out["itn"] = _bool("itn", data["itn"])
-    if "svs_lang" in data:
-        out["svs_lang"] = _str("svs_lang", data["svs_lang"])
+    if data.get("svs_lang") is not None:
+        lang = _str("svs_lang", data["svs_lang"]).strip().lower() or "auto"
+        if lang not in SVS_LANGUAGES:
+            raise ProtocolError(f"'svs_lang' must be one of {', '.join(SVS_LANGUAGES)}, got {json.dumps(data['svs_lang'], ensure_ascii=False)}")
+        out["svs_lang"] = lang
     if "svs_itn" in data:
         out["svs_itn"] = _bool("svs_itn", data["svs_itn"])
     return out

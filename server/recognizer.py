@@ -5,26 +5,83 @@ place in ``server/`` that calls into ``models/``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List, Optional, Sequence, Union
+import functools
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from models.audio import AudioDecodeError, StreamResampler, decode_container, pcm16_to_float, resample
-from models.offline_pipeline import OfflinePipeline, Transcript
+from models.offline_pipeline import REPORTED_TAGS, OfflinePipeline, Transcript
+from models.paraformer import DecodeOptions
 from models.two_pass import PartialText, SegmentText, StreamEvent, TwoPassRecognizer
 
 __all__ = [
     "AudioDecodeError",
+    "HotwordEmbedding",
     "LiveUtterance",
     "OfflineOutcome",
     "PartialText",
     "SegmentText",
     "StreamEvent",
+    "decode_options",
     "decode_utterance",
+    "embed_hotwords",
     "sentences_json",
+    "supports_hotwords",
+    "tag_fields",
     "transcribe_utterance",
 ]
+
+log = logging.getLogger(__name__)
+
+Models = Union[OfflinePipeline, TwoPassRecognizer]
+
+
+def _offline_model(models: Optional[Models]):
+    pipeline = models.pipeline if isinstance(models, TwoPassRecognizer) else models
+    return getattr(pipeline, "asr", None)
+
+
+def supports_hotwords(models: Models) -> bool:
+    """Whether the offline model steers its decoding with hotwords (contextual / SeACo Paraformer)."""
+    return bool(getattr(_offline_model(models), "supports_hotwords", False))
+
+
+@dataclass(frozen=True)
+class HotwordEmbedding:
+    """A connection's hotwords, embedded once for all its offline passes."""
+
+    bias: Optional[np.ndarray] = None
+    #: (word, why) for each hotword the model cannot take (characters outside its vocabulary).
+    rejected: Tuple[Tuple[str, str], ...] = field(default_factory=tuple)
+
+
+@functools.lru_cache(maxsize=16)
+def _embed_cached(embedder: Any, words: Tuple[str, ...]) -> HotwordEmbedding:
+    # Most connections send the same list (the server's, or one app's): embed it once.
+    # At most 16 lists of ≤ 1001 × d floats (2 MB each for d = 512) stay cached.
+    result = embedder.embed(list(words))
+    return HotwordEmbedding(result.bias, tuple((w, why) for w, why in result.rejected))
+
+
+def embed_hotwords(models: Models, words: Sequence[str]) -> HotwordEmbedding:
+    """Embed ``words`` for the offline model (runs in the decoder pool); nothing for other models."""
+    asr = _offline_model(models)
+    if not words or not getattr(asr, "supports_hotwords", False):
+        return HotwordEmbedding()
+    return _embed_cached(asr.hotwords, tuple(words))
+
+
+def decode_options(hotwords: HotwordEmbedding, svs_lang: str = "auto", svs_itn: bool = True) -> DecodeOptions:
+    """One utterance's model settings: the connection's hotwords and the request's SenseVoice fields."""
+    return DecodeOptions(hotword_bias=hotwords.bias, language=svs_lang, text_norm=svs_itn)
+
+
+def tag_fields(transcript: Transcript) -> Dict[str, str]:
+    """SenseVoiceSmall's ``language``/``emotion``/``event`` as extra message fields (none for Paraformers)."""
+    return {name: transcript.tags[name] for name in REPORTED_TAGS if name in transcript.tags}
 
 
 @dataclass
@@ -52,13 +109,14 @@ def transcribe_utterance(
     audio_fs: int,
     use_itn: bool,
     max_seconds: Optional[float] = None,
+    options: DecodeOptions = DecodeOptions(),
 ) -> OfflineOutcome:
     try:
         waveform = decode_utterance(audio, wav_format, audio_fs, pipeline.sample_rate, max_seconds)
     except AudioDecodeError as exc:
         empty = Transcript(timestamps=[] if pipeline.has_timestamps else None, sentences=[] if pipeline.has_timestamps else None)
         return OfflineOutcome(empty, 0.0, error=str(exc))
-    transcript = pipeline.transcribe(waveform, use_itn=use_itn)
+    transcript = pipeline.transcribe(waveform, use_itn=use_itn, options=options)
     return OfflineOutcome(transcript, waveform.size / float(pipeline.sample_rate))
 
 
@@ -84,12 +142,14 @@ class LiveUtterance:
         chunk_size: Sequence[int],
         use_itn: bool,
         audio_fs: int,
+        options: DecodeOptions = DecodeOptions(),
     ):
         self.stream = recognizer.new_stream(
             online=mode in ("online", "2pass"),
             offline=mode in ("offline", "2pass"),
             chunk_size=chunk_size,
             use_itn=use_itn,
+            options=options,
         )
         self.sample_rate = recognizer.sample_rate
         self._resampler = StreamResampler(audio_fs, recognizer.sample_rate)

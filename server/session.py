@@ -13,6 +13,7 @@ from .decoder_pool import DecoderPool
 from .hotwords import ClientHotwordsUnreadable, merge_hotwords, parse_client_hotwords, unreadable_text, warning_text
 from .logs import ConnectionLog
 from .metrics import UNUSED, ServerMetrics
+from .recognizer import HotwordEmbedding, decode_options, embed_hotwords, supports_hotwords
 from .protocol import (
     ClientConfig,
     ControlMessage,
@@ -66,6 +67,8 @@ class Session:
         self.seen_first_message = False  # audio before the first text message is dropped (C++ behaviour)
         #: The server's ``--hotword`` list merged with the client's (its first message only).
         self.hotwords: Dict[str, int] = dict(self.server_hotwords)
+        #: :attr:`hotwords` embedded for the offline model, once, at the first message.
+        self.hotword_embedding = HotwordEmbedding()
         self.utterances = 0
 
     @property
@@ -103,23 +106,41 @@ class Session:
         first = not self.seen_first_message
         apply_fields(self.config, message.fields, first_message=first)
         self.seen_first_message = True
-        if first and "hotwords" in message.fields:
-            await self._read_hotwords(message.fields["hotwords"])
+        if first:
+            await self._read_hotwords(message.fields.get("hotwords"))
         return message
 
+    def decode_options(self, cfg: Optional[ClientConfig] = None):
+        """The model settings of an utterance configured by ``cfg`` (the current configuration by default)."""
+        cfg = cfg or self.config
+        return decode_options(self.hotword_embedding, cfg.svs_lang, cfg.svs_itn)
+
     async def _read_hotwords(self, value: object) -> None:
-        """Merge the client's hotwords into the server's; tell the client about any it loses."""
+        """Merge the client's hotwords into the server's, embed them once when the model takes
+        hotwords, and tell the client about any it loses (bad entries, words the model cannot spell)."""
         warning: Optional[str] = None
-        try:
-            client, dropped = parse_client_hotwords(value)
-        except ClientHotwordsUnreadable as exc:
-            client, dropped = {}, []
-            warning = unreadable_text(str(exc))
-        self.hotwords, over = merge_hotwords(self.server_hotwords, client)
-        dropped += over
+        client: Dict[str, int] = {}
+        dropped = []
+        if value is not None:
+            try:
+                client, dropped = parse_client_hotwords(value)
+            except ClientHotwordsUnreadable as exc:
+                warning = unreadable_text(str(exc))
+            self.hotwords, over = merge_hotwords(self.server_hotwords, client)
+            dropped += over
+            client = {w: v for w, v in client.items() if w not in {o for o, _ in over}}
+        if self.hotwords and supports_hotwords(self.models):
+            self.hotword_embedding = await self.pool.run(embed_hotwords, self.models, list(self.hotwords))
+            # The server's own words were reported in its log at start-up; the client hears of its own.
+            # (the model takes each space-separated piece of a word as a hotword of its own)
+            rejected = {w: why for w, why in self.hotword_embedding.rejected}
+            mine = {piece for word in client for piece in word.split()}
+            dropped += [(w, why) for w, why in rejected.items() if w in mine]
+            client = {w: v for w, v in client.items() if not set(w.split()) & set(rejected)}
         if dropped:
-            warning = warning_text(dropped, kept=len(client) - len(over))
-        self.log.info("%d hotwords for this connection (%d from the server's list)", len(self.hotwords), len(self.server_hotwords))
+            warning = warning_text(dropped, kept=len(client))
+        if value is not None or self.hotwords:
+            self.log.info("%d hotwords for this connection (%d from the server's list)", len(self.hotwords), len(self.server_hotwords))
         if warning is not None:
             self.log.info("hotwords: %s", warning)
             self.metrics.error("bad_hotword")

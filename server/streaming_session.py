@@ -45,7 +45,7 @@ from models.two_pass import TwoPassRecognizer
 
 from .logs import utterance_fields
 from .protocol import ClientConfig, error_message, result_message
-from .recognizer import AudioDecodeError, LiveUtterance, PartialText, SegmentText, StreamEvent
+from .recognizer import AudioDecodeError, LiveUtterance, PartialText, SegmentText, StreamEvent, tag_fields
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class StreamingSession(Session):
             return False
         self.fixed = cfg
         self.utterance = LiveUtterance(
-            self.recognizer, cfg.mode, cfg.chunk_size or (5, 10, 5), cfg.itn, cfg.audio_fs
+            self.recognizer, cfg.mode, cfg.chunk_size or (5, 10, 5), cfg.itn, cfg.audio_fs, self.decode_options(cfg)
         )
         self.container = None if cfg.is_pcm else bytearray()
         self.min_piece_bytes = 2 * max(1, int(cfg.audio_fs * MIN_PIECE_SECONDS))
@@ -284,6 +284,7 @@ class StreamingSession(Session):
             end_time=ev.end_ms,
             slice_type=2,
             index=self.sentence_index,
+            **tag_fields(t),
         )
         self.sentence_index += 1
         self.sentence_started = False
