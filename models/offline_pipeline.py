@@ -16,6 +16,7 @@ import numpy as np
 from .audio import resample
 from .frontend import compute_fbank, fbank_frame_count, same_fbank
 from .paraformer import NO_OPTIONS, AsrResult, DecodeOptions, OfflineParaformer
+from .punctuation import to_ascii_marks
 from .sentences import SentencePiece, realign_spans, sentence_pieces, split_span_evenly, timed_units
 from .tokens import join_words
 
@@ -42,9 +43,6 @@ class Transcript:
 
 #: The tags a result message carries (``text_norm`` only echoes the request).
 REPORTED_TAGS = ("language", "emotion", "event")
-#: Marks the CT-Transformer writes and what English text gets instead (FunASR's C++ runtime
-#: does this for English models).
-ASCII_MARKS = str.maketrans({"，": ",", "。": ".", "、": ",", "？": "?"})
 
 
 def dominant_tags(results: Sequence[AsrResult], durations: Sequence[int]) -> Dict[str, str]:
@@ -211,7 +209,7 @@ class OfflinePipeline:
             # trained models never predict it, untrained ones do.  It is no punctuation.
             text = text.replace(UNKNOWN_MARK, "")
             if text != raw and self.is_english(results):
-                text = text.translate(ASCII_MARKS)
+                text = to_ascii_marks(text)
         if spans is not None and text != raw:
             spans = realign_spans(raw, text, spans) or spans
         if use_itn and self.itn is not None and text:

@@ -2,7 +2,8 @@
 
 The server punctuates recognised text with FunASR's CT-Transformer.  Two exports exist:
 
-* the offline model (``punc_ct-transformer_zh-cn-common-vocab272727-onnx``), which
+* the offline model (``punc_ct-transformer_zh-cn-common-vocab272727-onnx``, and the
+  large cn-en one, ``punc_ct-transformer_cn-en-common-vocab471067-large-onnx``), which
   sees a whole utterance at once (:class:`Punctuator`);
 * the streaming ``vad_realtime`` model, which is fed one VAD segment at a time and
   carries the words after the last sentence end over to the next segment, so a
@@ -18,11 +19,32 @@ purpose are spelled out where they happen; the places where we knowingly differ 
   the reference crashes there (``UnboundLocalError``/``IndexError``), and for the
   realtime model with a non-empty cache it would re-classify (and possibly cut) the
   cache; we leave the cache untouched;
-* the offline reference switches to jieba word segmentation when the model directory
-  has a ``jieba_usr_dict`` (only the large cn-en models do); we always split per
-  character and log a warning for such directories;
 * a string containing lone surrogates (not encodable as UTF-8) makes the reference
-  raise ``UnicodeEncodeError``; we treat such code points as non-ASCII characters.
+  raise ``UnicodeEncodeError``; we treat such code points as non-ASCII characters;
+* the reference segments with the process-wide jieba instance (``jieba.load_userdict``
+  on every model it loads, so a second model shifts the first one's word frequencies);
+  each of our models has a private jieba tokenizer, loaded once (see below).
+
+Word splitting comes in two flavours, both plain functions:
+
+* per character (:func:`split_words`), for the models whose vocabulary is characters
+  plus English words: every non-ASCII character is a word, every ASCII run another;
+* jieba (:func:`split_words_jieba`), for the models with a word vocabulary (the large
+  cn-en ones).  The offline model uses it when the directory asks for it: a
+  ``jieba_usr_dict`` file is present (what funasr_onnx goes by) or ``config.yaml`` has
+  ``seg_jieba: true`` (what FunASR's C++ runtime goes by); either one is enough.
+  English pieces (letters and apostrophes) stay whole, the other pieces are glued
+  together and cut by jieba (main dictionary plus the model's ``jieba_usr_dict``, HMM
+  off), as funasr_onnx does.  The realtime model always splits per character, as
+  funasr_onnx's ``CT_Transformer_VadRealtime`` does whatever the directory holds.
+
+jieba's tokenizer is built when the model is loaded (about a second and ~70 MB per
+model, with jieba's own log chatter silenced), never on a request; after that it is
+only read (``Tokenizer.cut`` looks up its frequency table and writes nothing), so one
+model may serve many threads.
+
+``ascii_marks=True`` on ``punctuate`` writes ``，。、？`` of the output text as ``,.,?``,
+as FunASR's C++ ``AddPunc`` does when the ASR model is English (``en-bpe``).
 
 The text side (splitting into words, windows, assembling the output) is plain
 functions so that it can be tested without a model; the model classes hold only
@@ -32,9 +54,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -63,6 +87,13 @@ SENTENCE_ENDS = (FULL_STOP, QUESTION_MARK)
 #: Config files list ASCII ``,``/``?`` for some exports; the output always uses the
 #: full-width forms.
 _FULL_WIDTH = {",": COMMA, "?": QUESTION_MARK}
+#: ``ascii_marks=True``: the output marks as FunASR's C++ runtime writes them for English.
+ASCII_MARKS = {COMMA: ",", FULL_STOP: ".", ENUMERATION_COMMA: ",", QUESTION_MARK: "?"}
+_ASCII_MARKS_TABLE = str.maketrans(ASCII_MARKS)
+#: The model directory's jieba user dictionary (one word a line, optionally ``word freq tag``).
+JIEBA_USER_DICT = "jieba_usr_dict"
+#: A piece that the jieba path keeps whole as an English word (funasr_onnx's ``isEnglish``).
+_ENGLISH_WORD = re.compile(r"[a-zA-Z']+")
 
 
 # --------------------------------------------------------------------------- text side
@@ -100,6 +131,59 @@ def split_words(text: str) -> List[str]:
     return words
 
 
+def is_english_word(piece: str) -> bool:
+    """Letters and apostrophes only (``"don't"``); such pieces bypass jieba.
+
+    funasr_onnx tests ``re.search("^[a-zA-Z']+$", piece)``, whose ``$`` also matches
+    before a final newline; the pieces are whitespace-split, so that never arises.
+    """
+    return _ENGLISH_WORD.fullmatch(piece) is not None
+
+
+def language_runs(pieces: Sequence[str]) -> List[Tuple[bool, List[str]]]:
+    """Group pieces into maximal runs of English (:func:`is_english_word`) / other pieces.
+
+    Returns ``(is_english, pieces)`` per run, in order.
+    """
+    runs: List[Tuple[bool, List[str]]] = []
+    for piece in pieces:
+        english = is_english_word(piece)
+        if runs and runs[-1][0] == english:
+            runs[-1][1].append(piece)
+        else:
+            runs.append((english, [piece]))
+    return runs
+
+
+def split_words_jieba(text: str, cut: Callable[[str], Iterable[str]]) -> List[str]:
+    """Split text into the words of a jieba-segmented (word vocabulary) model.
+
+    ``text`` is split at whitespace; each run of English pieces (:func:`language_runs`)
+    gives its pieces as words, unchanged.  Each run of other pieces is glued together
+    *without* the spaces between them (funasr_onnx's ``join_chinese_and_english`` only
+    puts spaces before English pieces, and a run has none) and handed to ``cut``,
+    jieba's segmentation (:meth:`JiebaWordSplitter.cut`).  So ``"今天 hello world
+    天气好"`` gives ``["今天", "hello", "world", "天气", "好"]``, while the spaces of
+    ``"3 5个"`` vanish and jieba sees ``"35个"``.
+    """
+    words: List[str] = []
+    for english, run in language_runs(text.split()):
+        if english:
+            words.extend(run)
+        else:
+            words.extend(cut("".join(run)))
+    return words
+
+
+def to_ascii_marks(text: str) -> str:
+    """``，。、？`` written as ``,.,?`` everywhere in ``text`` (:data:`ASCII_MARKS`).
+
+    FunASR's C++ runtime does this to the punctuated text when the ASR model is
+    English; marks that were in the input are converted too, as there.
+    """
+    return text.translate(_ASCII_MARKS_TABLE)
+
+
 def words_to_ids(words: Sequence[str], token_to_id: Mapping[str, int], unk_id: int) -> List[int]:
     """Vocabulary ids of ``words``; a word not in the vocabulary maps to ``unk_id``."""
     lookup = token_to_id.get
@@ -120,35 +204,39 @@ def split_windows(items: Sequence[T], size: int = DEFAULT_WINDOW) -> List[List[T
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
-def needs_space(previous: str, word: str) -> bool:
+def needs_space(previous: str, word: str, by_first_char: bool = False) -> bool:
     """English words are separated by a space, Chinese ones are not.
 
-    A space goes between two words when the previous one ends and this one starts
-    with an ASCII character.  (Words from :func:`split_words` are all-ASCII or a single
-    character, so first and last character are interchangeable here; the offline
-    reference looks at the previous word's first character, the realtime one at its last.)
+    A space goes between two words when this one starts with an ASCII character and
+    the previous one ends with one (the realtime reference), or, with
+    ``by_first_char``, *starts* with one (the offline reference and FunASR's C++
+    runtime).  Words from :func:`split_words` are all-ASCII or a single character, so
+    the two agree there; jieba words can mix (``"T恤衫"``, ``"B超"``), where they do not.
     """
-    return bool(previous) and bool(word) and _is_ascii(previous[-1]) and _is_ascii(word[0])
+    if not previous or not word:
+        return False
+    return _is_ascii(previous[0] if by_first_char else previous[-1]) and _is_ascii(word[0])
 
 
-def spaced_words(words: Sequence[str]) -> List[str]:
+def spaced_words(words: Sequence[str], by_first_char: bool = False) -> List[str]:
     """``words`` with a leading space on each word that :func:`needs_space` after its predecessor."""
     out: List[str] = []
     for i, word in enumerate(words):
-        out.append(" " + word if i > 0 and needs_space(words[i - 1], word) else word)
+        out.append(" " + word if i > 0 and needs_space(words[i - 1], word, by_first_char) else word)
     return out
 
 
 def render(words: Sequence[str], marks: Sequence[str]) -> str:
-    """Interleave words and their marks into text (``"_"`` means no mark).
+    """Interleave words and their marks into text, the offline way (``"_"`` means no mark).
 
-    Any other mark is written out verbatim, including the model's ``<unk>`` class,
-    because the reference does so.
+    Spacing looks at the previous word's first character (``by_first_char``), as
+    the offline reference does.  Any other mark is written out verbatim, including
+    the model's ``<unk>`` class, because the reference does so.
     """
     if len(words) != len(marks):
         raise ValueError(f"{len(words)} words but {len(marks)} marks")
     pieces: List[str] = []
-    for word, mark in zip(spaced_words(words), marks):
+    for word, mark in zip(spaced_words(words, by_first_char=True), marks):
         pieces.append(word)
         if mark != NO_MARK:
             pieces.append(mark)
@@ -309,6 +397,80 @@ class PunctuationVocab:
         return cls(token_to_id, unk_id, marks, full_stop_id, no_mark_id)
 
 
+def wants_jieba(model_dir: Union[str, Path], config: Optional[Mapping[str, Any]] = None) -> bool:
+    """Whether the offline model in ``model_dir`` splits its input with jieba.
+
+    Yes when the directory has a ``jieba_usr_dict`` (funasr_onnx decides by that file)
+    or when ``config.yaml`` says ``seg_jieba: true`` (FunASR's C++ runtime decides by
+    that key).  ``config``: the parsed ``config.yaml``, read from the directory if None.
+    """
+    model_dir = Path(model_dir)
+    if (model_dir / JIEBA_USER_DICT).is_file():
+        return True
+    if config is None:
+        config = load_config(model_dir)
+    flag = config.get("seg_jieba")
+    return flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
+
+
+#: Serialises jieba set-up: jieba's initialisation is not thread-safe (its module-level
+#: cache-file bookkeeping, and our temporary change of its logger level).
+_JIEBA_SETUP_LOCK = threading.Lock()
+
+
+def _new_jieba_tokenizer(user_dict: Optional[Path]):
+    """An initialised private ``jieba.Tokenizer`` with the main dictionary plus ``user_dict``."""
+    with _JIEBA_SETUP_LOCK:
+        import jieba
+        from jieba import finalseg
+
+        jieba_log = logging.getLogger("jieba")  # jieba logs its progress at DEBUG to stderr
+        old_level = jieba_log.level
+        # A user word with frequency 0 also lands in finalseg's module-level set of words
+        # that the HMM must split, which would leak into every other tokenizer.  We never
+        # use the HMM, so we take such additions back.
+        forced_before = set(finalseg.Force_Split_Words)
+        jieba_log.setLevel(logging.WARNING)
+        try:
+            tokenizer = jieba.Tokenizer()
+            tokenizer.initialize()  # the ~1 s part: the main dictionary's prefix table
+            if user_dict is not None:
+                with open(user_dict, "rb") as f:
+                    try:
+                        tokenizer.load_userdict(f)
+                    except ValueError as exc:  # not UTF-8
+                        raise ModelDirError(f"{user_dict}: {exc}") from exc
+        finally:
+            jieba_log.setLevel(old_level)
+            finalseg.Force_Split_Words.difference_update(set(finalseg.Force_Split_Words) - forced_before)
+    return tokenizer
+
+
+class JiebaWordSplitter:
+    """jieba word segmentation for one model, with its own dictionary.
+
+    Holds a private ``jieba.Tokenizer`` (never jieba's global one), initialised here,
+    with jieba's main dictionary and the words of ``user_dict`` (a model's
+    ``jieba_usr_dict``), so two models in one process cannot see each other's words and
+    the application's own use of jieba is left alone.  Once built it is only read:
+    ``Tokenizer.cut`` looks up its frequency table and writes nothing (its lazy
+    initialisation, the one write, has happened here), so one splitter may be used
+    from many threads at once.  Nothing else may add words to it afterwards.
+    """
+
+    def __init__(self, user_dict: Optional[Union[str, Path]] = None) -> None:
+        self.user_dict = Path(user_dict) if user_dict is not None else None
+        self._tokenizer = _new_jieba_tokenizer(self.user_dict)
+
+    def cut(self, text: str) -> List[str]:
+        """jieba's precise mode without the HMM (no new words guessed) on ``text``."""
+        return list(self._tokenizer.cut(text, HMM=False))
+
+    def __call__(self, text: str) -> List[str]:
+        """The model's words for ``text`` (:func:`split_words_jieba`)."""
+        return split_words_jieba(text, self.cut)
+
+
 class _CtTransformer:
     """What both exports share: vocabulary, one session, and the windowed decoding loop."""
 
@@ -377,7 +539,13 @@ class _CtTransformer:
 
 
 class Punctuator(_CtTransformer):
-    """The offline CT-Transformer: punctuates a whole text; stateless and thread-safe."""
+    """The offline CT-Transformer: punctuates a whole text; stateless and thread-safe.
+
+    ``seg_jieba``: split the text with jieba (True) or per character (False); None
+    (the default) asks the directory (:func:`wants_jieba`).  The jieba tokenizer, with
+    the directory's ``jieba_usr_dict`` when there is one, is built here, so the first
+    request does not wait for it.
+    """
 
     def __init__(
         self,
@@ -385,26 +553,38 @@ class Punctuator(_CtTransformer):
         quantized: bool = False,
         options: RuntimeOptions = RuntimeOptions(),
         session=None,
+        seg_jieba: Optional[bool] = None,
     ) -> None:
         super().__init__(model_dir, quantized, options, session)
-        if (self.model_dir / "jieba_usr_dict").is_file():
-            log.warning(
-                "%s has a jieba_usr_dict; jieba segmentation is not supported, "
-                "splitting per character instead (results may differ from FunASR)",
-                self.model_dir,
-            )
+        if seg_jieba is None:
+            seg_jieba = wants_jieba(self.model_dir)
+        self.jieba: Optional[JiebaWordSplitter] = None
+        if seg_jieba:
+            user_dict = self.model_dir / JIEBA_USER_DICT
+            self.jieba = JiebaWordSplitter(user_dict if user_dict.is_file() else None)
+
+    @property
+    def uses_jieba(self) -> bool:
+        return self.jieba is not None
+
+    def split(self, text: str) -> List[str]:
+        """The model's words for ``text``: :func:`split_words_jieba` or :func:`split_words`."""
+        return self.jieba(text) if self.jieba is not None else split_words(text)
 
     def _feeds(self, ids: np.ndarray, vad_pos: int) -> Dict[str, np.ndarray]:
         values = [ids[None, :], np.array([ids.shape[0]], dtype=np.int32)]
         return dict(zip(self._input_names, values))
 
-    def punctuate(self, text: str, split_size: int = DEFAULT_WINDOW) -> PunctuationResult:
+    def punctuate(self, text: str, split_size: int = DEFAULT_WINDOW, *, ascii_marks: bool = False) -> PunctuationResult:
         """Punctuate ``text``; the result always ends with ``。`` or ``？``.
 
         Each settled chunk is rendered on its own, so no space is put between two chunks
         even when both sides are English (the previous chunk ends with a mark anyway).
+        ``ascii_marks``: write ``，。、？`` in the result's ``text`` as ``,.,?``
+        (:func:`to_ascii_marks`; for an English ASR model); ``classes``/``marks`` stay
+        the model's.
         """
-        words = split_words(text)
+        words = self.split(text)
         if not words:
             return PunctuationResult(text="")
         pieces: List[str] = []
@@ -413,6 +593,8 @@ class Punctuator(_CtTransformer):
             pieces.append(render(chunk_words, [self.vocab.marks[c] for c in chunk_classes]))
             classes.extend(chunk_classes)
         out_text, classes = finish_offline_text("".join(pieces), classes, self.vocab.full_stop_id)
+        if ascii_marks:
+            out_text = to_ascii_marks(out_text)
         return PunctuationResult(
             text=out_text,
             words=words,
@@ -428,6 +610,9 @@ class RealtimePunctuator(_CtTransformer):
     for as long as the model predicts no sentence end, so every segment costs
     more than the last; we keep at most ``max_carried_words`` (the most recent
     ones), which only matters after hundreds of words without a ``。``/``？``.
+
+    Words are always split per character (:func:`split_words`), also in a directory
+    with a ``jieba_usr_dict``, as funasr_onnx's ``CT_Transformer_VadRealtime`` does.
     """
 
     def __init__(
@@ -442,6 +627,8 @@ class RealtimePunctuator(_CtTransformer):
         if max_carried_words < 1:
             raise ValueError("max_carried_words must be at least 1")
         self.max_carried_words = max_carried_words
+        if wants_jieba(self.model_dir):
+            log.info("%s: the realtime export splits per character; its jieba settings are not used", self.model_dir)
 
     def _feeds(self, ids: np.ndarray, vad_pos: int) -> Dict[str, np.ndarray]:
         mask = vad_mask(ids.shape[0], vad_pos)[None, None, :, :]
@@ -454,6 +641,8 @@ class RealtimePunctuator(_CtTransformer):
         text: str,
         cache: Optional[PunctuationCache] = None,
         split_size: int = DEFAULT_WINDOW,
+        *,
+        ascii_marks: bool = False,
     ) -> RealtimePunctuationResult:
         """Punctuate one segment after the carried words of ``cache``, and update ``cache``.
 
@@ -461,6 +650,8 @@ class RealtimePunctuator(_CtTransformer):
         still-open sentence) but not repeated in ``text``.  As in the reference, the mask
         position is the number of carried words for every window, also the later ones.
         Empty text returns an empty result and leaves ``cache`` as it was.
+        ``ascii_marks``: write ``，。、？`` in the result's ``text`` as ``,.,?``
+        (:func:`to_ascii_marks`); ``classes``/``marks``/``leading_mark`` stay the model's.
         """
         if cache is None:
             cache = PunctuationCache()
@@ -498,6 +689,8 @@ class RealtimePunctuator(_CtTransformer):
         end = find_sentence_end(all_marks)
         new_cache = words[end + 1 :][-self.max_carried_words :]
         cache.words = list(new_cache)
+        if ascii_marks:
+            out_text = to_ascii_marks(out_text)
         return RealtimePunctuationResult(
             text=out_text,
             words=new_words,
@@ -516,15 +709,20 @@ def open_punctuator(
 
     Decided by the graph, not the directory name: the ``vad_realtime`` export
     takes the VAD and sub-sentence masks as extra inputs (four in all, against two).
+    The offline one splits with jieba when the directory asks for it (:func:`wants_jieba`).
     """
-    probe = Punctuator(model_dir, quantized, options)
-    if len(probe._input_names) >= 4:
-        return RealtimePunctuator(model_dir, quantized, options, session=probe.session)
-    return probe
+    model_dir = Path(model_dir)
+    session = create_session(pick_onnx_file(model_dir, quantized), options)
+    if len(session.get_inputs()) >= 4:
+        return RealtimePunctuator(model_dir, quantized, options, session=session)
+    return Punctuator(model_dir, quantized, options, session=session)
 
 
 __all__ = [
+    "ASCII_MARKS",
     "DEFAULT_WINDOW",
+    "JIEBA_USER_DICT",
+    "JiebaWordSplitter",
     "LONG_WINDOW_LIMIT",
     "PunctuationCache",
     "PunctuationResult",
@@ -534,12 +732,17 @@ __all__ = [
     "RealtimePunctuator",
     "find_sentence_end",
     "finish_offline_text",
+    "is_english_word",
+    "language_runs",
     "open_punctuator",
     "needs_space",
     "render",
     "spaced_words",
     "split_windows",
     "split_words",
+    "split_words_jieba",
+    "to_ascii_marks",
     "vad_mask",
+    "wants_jieba",
     "words_to_ids",
 ]

@@ -212,3 +212,33 @@ def test_audio_loader_is_unchanged_for_16k():
     """Guard: the fixtures this file relies on are what it thinks they are."""
     assert load_audio_file(AUDIO / "k8_BAC009S0764W0121_8k.wav", 8000).size == pytest.approx(10.28 * 8000, rel=0.01)
     assert np.isfinite(load_audio_file(AUDIO / "zh01_asr_example_zh.wav", 16000)).all()
+
+
+def test_an_english_model_gets_ascii_punctuation(tmp_path):
+    import shutil
+
+    english = tmp_path / "en"
+    shutil.copytree(ASR_PLAIN_DIR, english)
+    with (english / "config.yaml").open("a", encoding="utf-8") as f:
+        f.write("lang: en-bpe\n")
+    pcm = pcm_of("zh04_triton_long.wav")
+    chinese = load_models(fixture_settings(model_dir=str(ASR_PLAIN_DIR))).transcribe(pcm16_to_float(pcm), use_itn=False).text
+    text = load_models(fixture_settings(model_dir=str(english))).transcribe(pcm16_to_float(pcm), use_itn=False).text
+    assert set("，。、？") & set(chinese), "the punctuation model wrote marks"
+    assert not set("，。、？") & set(text)
+    assert text == chinese.replace("，", ",").replace("。", ".").replace("、", ",").replace("？", "?")
+
+
+def test_sensevoice_hearing_english_gets_ascii_punctuation(sensevoice_server):
+    pipeline = sensevoice_server.models
+    waveform = pcm16_to_float(pcm_of("en01_libri_1995-1837-0001.wav"))
+    segments = pipeline.speech_segments(waveform)
+    results = pipeline.recognize_segments(waveform, segments, options=DecodeOptions(language="en", text_norm=False))
+    for r in results:
+        r.tags["language"] = "en"  # what a trained model says for English speech
+    english = pipeline.finish(results, use_itn=False).text
+    for r in results:
+        r.tags["language"] = "zh"
+    chinese = pipeline.finish(results, use_itn=False).text
+    assert set("，。、？") & set(chinese)
+    assert english == chinese.replace("，", ",").replace("。", ".").replace("、", ",").replace("？", "?")

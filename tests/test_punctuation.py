@@ -383,15 +383,16 @@ def test_thread_safe(offline: Punctuator) -> None:
     assert not errors
 
 
-def test_missing_files_and_jieba_warning(tmp_path: Path, caplog) -> None:
+def test_missing_files_and_jieba_dir(tmp_path: Path) -> None:
     with pytest.raises(ModelDirError):
         Punctuator(tmp_path)
     copy = tmp_path / "punc"
     shutil.copytree(PUNC_DIR, copy)
+    assert not Punctuator(copy).uses_jieba
+    # A jieba_usr_dict switches the offline model to jieba words (tests/test_punctuation_large.py).
     (copy / "jieba_usr_dict").write_text("abc 1\n", encoding="utf-8")
-    with caplog.at_level("WARNING"):
-        model = Punctuator(copy, quantized=True)
-    assert "jieba" in caplog.text
+    model = Punctuator(copy, quantized=True)
+    assert model.uses_jieba and model.split("今天天气 hello") == ["今天天气", "hello"]
     assert model.model_path.name == "model_quant.onnx"
     (copy / "tokens.json").unlink()
     with pytest.raises(ModelDirError):

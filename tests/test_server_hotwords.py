@@ -168,3 +168,23 @@ def test_a_model_without_hotword_support_ignores_them_silently():
             assert_silent(ws)
         assert "warning" not in msg
         assert msg["text"] == offline_text(server, pcm)["text"]
+
+
+def test_unusable_words_of_the_server_list_are_logged_at_start_up(caplog):
+    import asyncio
+    import logging
+
+    from server.cli import _check_server_hotwords
+    from server.model_loader import load_models
+
+    models = load_models(fixture_settings(model_dir=str(ASR_CONTEXTUAL_DIR), punc_dir=""))
+    with caplog.at_level(logging.INFO):
+        asyncio.run(_check_server_hotwords(models, {OOV: 20, WORDS[0]: 20}))
+    text = caplog.text
+    assert f"--hotword: '{OOV}' is not used: not in the model's vocabulary" in text
+    assert "1 of 2 hotwords embedded" in text
+    caplog.clear()
+    plain = load_models(fixture_settings(punc_dir=""))
+    with caplog.at_level(logging.INFO):
+        asyncio.run(_check_server_hotwords(plain, {WORDS[0]: 20}))
+    assert "this model does not take hotwords" in caplog.text

@@ -223,8 +223,10 @@ def run_realtime(seqs: List[Dict[str, Any]], quantized: bool) -> List[Dict[str, 
 
 
 def main() -> int:
-    import funasr_onnx  # noqa: F401  (fail early when the oracle is missing)
+    from importlib import import_module
     from importlib.metadata import version
+
+    import_module("funasr_onnx")  # fail early when the oracle is missing
 
     cases = build_texts()
     seqs = build_sequences()
