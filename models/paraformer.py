@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .batching import length_batches, pad_features
 from .cif_timestamps import Span, TimestampMismatch, cif_token_spans, even_spans
 from .config import load_config
 from .frontend import Frontend
@@ -167,17 +168,7 @@ class OfflineParaformer:
     def recognize_features(self, feats: Sequence[np.ndarray], options: DecodeOptions = NO_OPTIONS) -> List[AsrResult]:
         """Decode precomputed features, batching by length to limit padding."""
         results: List[Optional[AsrResult]] = [None] * len(feats)
-        order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
-        batch: List[int] = []
-        for idx in order:
-            longest = feats[idx].shape[0]
-            if batch and (
-                len(batch) >= self.batch_size or longest * (len(batch) + 1) > self.max_batch_frames
-            ):
-                self._run_batch(feats, batch, results, options)
-                batch = []
-            batch.append(idx)
-        if batch:
+        for batch in length_batches([f.shape[0] for f in feats], self.batch_size, self.max_batch_frames):
             self._run_batch(feats, batch, results, options)
         return [r if r is not None else AsrResult() for r in results]
 
@@ -208,11 +199,7 @@ class OfflineParaformer:
                 results[i] = AsrResult(word_spans=[] if self.has_timestamps else None)
         if not live:
             return
-        lengths = np.array([feats[i].shape[0] for i in live], dtype=np.int32)
-        dim = feats[live[0]].shape[1]
-        speech = np.zeros((len(live), int(lengths.max()), dim), dtype=np.float32)
-        for row, i in enumerate(live):
-            speech[row, : lengths[row]] = feats[i]
+        speech, lengths = pad_features([feats[i] for i in live])
         inputs = {self._input_names[0]: speech, self._input_names[1]: lengths}
         bias = self._bias_for(options)
         if bias is not None:

@@ -55,6 +55,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .batching import length_batches, pad_features
 from .config import load_config
 from .frontend import Frontend
 from .model_dir import pick_onnx_file
@@ -253,17 +254,7 @@ class SenseVoiceSmall:
         lid = language_id(options.language)
         tnid = textnorm_id(options.text_norm)
         results: List[Optional[AsrResult]] = [None] * len(feats)
-        order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
-        batch: List[int] = []
-        for idx in order:
-            longest = feats[idx].shape[0]
-            if batch and (
-                len(batch) >= self.batch_size or longest * (len(batch) + 1) > self.max_batch_frames
-            ):
-                self._run_batch(feats, batch, results, lid, tnid, options.text_norm)
-                batch = []
-            batch.append(idx)
-        if batch:
+        for batch in length_batches([f.shape[0] for f in feats], self.batch_size, self.max_batch_frames):
             self._run_batch(feats, batch, results, lid, tnid, options.text_norm)
         return [r if r is not None else AsrResult(punctuated=options.text_norm) for r in results]
 
@@ -275,11 +266,7 @@ class SenseVoiceSmall:
                 results[i] = AsrResult(punctuated=punctuated)
         if not live:
             return
-        lengths = np.array([feats[i].shape[0] for i in live], dtype=np.int32)
-        dim = feats[live[0]].shape[1]
-        speech = np.zeros((len(live), int(lengths.max()), dim), dtype=np.float32)
-        for row, i in enumerate(live):
-            speech[row, : lengths[row]] = feats[i]
+        speech, lengths = pad_features([feats[i] for i in live])
         feed = dict(zip(self._input_names, (
             speech,
             lengths,

@@ -21,15 +21,10 @@ sys.path.insert(0, str(ROOT))
 from funasr_onnx import Fsmn_vad, Paraformer  # noqa: E402
 
 from models.audio import load_audio_file, resample  # noqa: E402
+from tests.oracle.oracle_asr import oracle_tokens  # noqa: E402
 from tests.paths import ASR_8K_DIR, AUDIO, GOLDEN, VAD_DIR  # noqa: E402
 
 CLIPS = ("k8_BAC009S0764W0121_8k.wav", "zh01_asr_example_zh_tel8k.wav", "zh05_BAC009S0724W0121.wav", "long02_vad_30s_48k.wav")
-
-
-def oracle_tokens(model: Paraformer, waveform) -> list:
-    feats, feats_len = model.extract_feat([waveform])
-    outputs = model.infer(feats, feats_len)
-    return model.decode(outputs[0], outputs[1])[0]
 
 
 def main() -> None:

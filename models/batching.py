@@ -1,0 +1,36 @@
+"""Grouping segments into onnxruntime calls: the offline recognisers share this.
+
+Segments are sorted by length so that a call pads little, and a call stops
+growing at ``batch_size`` segments or ``max_frames`` padded LFR frames (the
+memory of one call).  Each recogniser decides its own ``batch_size``.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import numpy as np
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_frames: int) -> List[List[int]]:
+    """Indices into ``lengths``, shortest first, cut into calls of at most ``batch_size`` segments
+    whose padded size (longest × count) stays within ``max_frames`` (a lone long segment is its own call)."""
+    batches: List[List[int]] = []
+    batch: List[int] = []
+    for idx in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        longest = lengths[idx]
+        if batch and (len(batch) >= batch_size or longest * (len(batch) + 1) > max_frames):
+            batches.append(batch)
+            batch = []
+        batch.append(idx)
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def pad_features(feats: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """``[B, T_max, D]`` float32 zero-padded features and their ``[B]`` int32 lengths (non-empty input)."""
+    lengths = np.array([f.shape[0] for f in feats], dtype=np.int32)
+    speech = np.zeros((len(feats), int(lengths.max()), feats[0].shape[1]), dtype=np.float32)
+    for row, f in enumerate(feats):
+        speech[row, : lengths[row]] = f
+    return speech, lengths
