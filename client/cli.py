@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec_add("decoder_chunk_look_back", type=int, default=0, help="sent to the server as FunASR's client does")
     rec_add("hotword", default="", help="file of 'word weight' lines (or a string sent as it is)")
     rec_add("use_itn", type=_switch, default=True, metavar="1|0", help="inverse text normalisation of the result")
+    rec_add("svs_lang", choices=("auto", "zh", "en", "yue", "ja", "ko", "nospeech"), default="auto",
+            help="language for a SenseVoiceSmall server (ignored by Paraformer servers)")
+    rec_add("svs_itn", type=_switch, default=True, metavar="1|0",
+            help="SenseVoiceSmall writes punctuation and numbers itself (ignored by Paraformer servers)")
     rec_add("audio_fs", type=_positive_int, default=16000, help="sample rate of raw .pcm inputs (other files are decoded)")
     rec_add("send_without_sleep", action="store_true",
             help="in online/2pass, send audio as fast as possible instead of at the pace of real time")
@@ -181,6 +185,8 @@ def parse_options(argv: Optional[Sequence[str]] = None) -> CliOptions:
             decoder_chunk_look_back=args.decoder_chunk_look_back,
             hotwords=hotwords,
             itn=args.use_itn,
+            svs_lang=args.svs_lang,
+            svs_itn=args.svs_itn,
             audio_fs=args.audio_fs,
             send_without_sleep=args.send_without_sleep,
             result_timeout=args.result_timeout,

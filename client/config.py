@@ -81,6 +81,9 @@ class RecognitionSettings:
     audio_fs: int = 16000
     send_without_sleep: bool = False
     result_timeout: float = 300.0
+    #: SenseVoiceSmall servers only (others ignore them): the language, and whether it writes punctuation.
+    svs_lang: str = "auto"
+    svs_itn: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -113,4 +116,6 @@ class RecognitionSettings:
             "is_speaking": True,
             "hotwords": self.hotwords,
             "itn": self.itn,
+            "svs_lang": self.svs_lang,
+            "svs_itn": self.svs_itn,
         }

@@ -103,7 +103,7 @@ def json_record(result: FileResult) -> Dict[str, Any]:
         timestamp=transcript.timestamps,
         stamp_sents=transcript.stamp_sents,
         segments=[
-            {"text": s.text, "start": s.start_ms, "end": s.end_ms} for s in transcript.segments
+            {"text": s.text, "start": s.start_ms, "end": s.end_ms, **s.tags} for s in transcript.segments
         ],
         audio_seconds=round(result.audio_seconds, 3),
         elapsed_seconds=round(result.elapsed_seconds, 3),

@@ -55,6 +55,12 @@ class Segment:
     end_ms: Optional[int] = None
     timestamps: List[List[int]] = field(default_factory=list)
     stamp_sents: List[Dict[str, Any]] = field(default_factory=list)
+    #: SenseVoiceSmall's ``language``/``emotion``/``event`` when the server sent them.
+    tags: Dict[str, str] = field(default_factory=dict)
+
+
+#: Extra fields a SenseVoiceSmall server puts on its offline results.
+TAG_FIELDS = ("language", "emotion", "event")
 
 
 @dataclass
@@ -150,6 +156,7 @@ class TranscriptBuilder:
                     end_ms=end if end is not None else (timestamps[-1][1] if timestamps else None),
                     timestamps=timestamps,
                     stamp_sents=parse_stamp_sents(message.get("stamp_sents")),
+                    tags={k: str(message[k]) for k in TAG_FIELDS if isinstance(message.get(k), str)},
                 ))
         else:
             self.pending_online += text

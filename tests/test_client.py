@@ -453,7 +453,7 @@ def test_configuration_and_strides_follow_funasr_client(tmp_path):
     assert streamed.config == {
         "mode": "2pass", "chunk_size": [5, 10, 5], "chunk_interval": 10, "encoder_chunk_look_back": 4,
         "decoder_chunk_look_back": 0, "audio_fs": 16000, "wav_name": ZH15.stem, "wav_format": "pcm",
-        "is_speaking": True, "hotwords": message, "itn": False,
+        "is_speaking": True, "hotwords": message, "itn": False, "svs_lang": "auto", "svs_itn": True,
     }
     # 60 ms strides of 16 kHz int16 (the flac's 0.96 s is 16 of them)
     size = len(client_pcm(ZH15))
@@ -461,6 +461,28 @@ def test_configuration_and_strides_follow_funasr_client(tmp_path):
     assert len(streamed.pieces) in (16, 17)
     assert whole.config["mode"] == "offline" and whole.config["itn"] is True
     assert whole.pieces == [len(client_pcm(ZH01))]  # offline: the whole file in one message
+
+
+def test_sensevoice_fields_go_out_and_its_tags_come_back():
+    from models.paraformer import DecodeOptions
+    from tests.harness import ServerThread, fixture_settings
+    from tests.paths import SENSEVOICE_DIR
+
+    with ServerThread(fixture_settings(model_dir=str(SENSEVOICE_DIR))) as server:
+        run = run_cli("--url", server.url, "--mode", "offline", "--svs_lang", "en", "--svs_itn", "0", "--use_itn", "0",
+                      "--format", "jsonl", ZH01, AUDIO / "zh02_llamacpp_sample.wav")
+        assert run.code == 0, run.err
+        records = {r["name"]: r for r in jsonl(run.out)}
+        for path in (ZH01, AUDIO / "zh02_llamacpp_sample.wav"):
+            want = server.models.transcribe(pcm16_to_float(client_pcm(path)), use_itn=False,
+                                            options=DecodeOptions(language="en", text_norm=False))
+            record = records[path.stem]
+            assert record["text"] == want.text
+            (segment,) = record["segments"]
+            assert {k: segment.get(k) for k in ("language", "emotion", "event")} == {
+                k: want.tags.get(k) for k in ("language", "emotion", "event")}
+        assert any("language" in r["segments"][0] or "event" in r["segments"][0] for r in records.values())
+    assert run_cli("--svs_lang", "fr", ZH01).code == 2
 
 
 def test_streaming_keeps_real_time_pace_unless_told_not_to():
