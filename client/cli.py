@@ -23,6 +23,7 @@ from .config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     MODES,
+    SVS_LANGUAGES,
     ConnectionSettings,
     RecognitionSettings,
     parse_chunk_size,
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec_add("decoder_chunk_look_back", type=int, default=0, help="sent to the server as FunASR's client does")
     rec_add("hotword", default="", help="file of 'word weight' lines (or a string sent as it is)")
     rec_add("use_itn", type=_switch, default=True, metavar="1|0", help="inverse text normalisation of the result")
-    rec_add("svs_lang", choices=("auto", "zh", "en", "yue", "ja", "ko", "nospeech"), default="auto",
+    rec_add("svs_lang", choices=SVS_LANGUAGES, default="auto",
             help="language for a SenseVoiceSmall server (ignored by Paraformer servers)")
     rec_add("svs_itn", type=_switch, default=True, metavar="1|0",
             help="SenseVoiceSmall writes punctuation and numbers itself (ignored by Paraformer servers)")

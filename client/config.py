@@ -10,6 +10,8 @@ from typing import Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
 MODES = ("offline", "online", "2pass")
+#: ``svs_lang`` values a SenseVoiceSmall server takes.
+SVS_LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko", "nospeech")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 10096
 

@@ -167,6 +167,21 @@ def merge_hotwords(server: Dict[str, int], client: Dict[str, int]) -> Tuple[Dict
     return merged, dropped
 
 
+def unspellable(client: Dict[str, int], rejected: List[Dropped]) -> Tuple[Dict[str, int], List[Dropped]]:
+    """The client's words the model could not embed, and the client's words left.
+
+    ``rejected`` names pieces: the model takes each space-separated piece of a
+    hotword as a hotword of its own, so a client word is lost when any of its
+    pieces is.  Rejected pieces of the server's own list are not the client's
+    business (they were logged at start-up).
+    """
+    why = dict(rejected)
+    mine = {piece for word in client for piece in word.split()}
+    lost = [(piece, reason) for piece, reason in why.items() if piece in mine]
+    kept = {w: v for w, v in client.items() if not set(w.split()) & set(why)}
+    return kept, lost
+
+
 def _shown(word: str, limit: int = 30) -> str:
     return repr(word if len(word) <= limit else word[:limit] + "…")
 

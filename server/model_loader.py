@@ -30,10 +30,16 @@ from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
+
+def _local_dir(spec: str, settings: ServerSettings, revision: Optional[str]) -> Path:
+    """A local directory for ``spec``: as given, or downloaded into ``--download-model-dir``."""
+    download_dir = Path(settings.download_model_dir).expanduser() if settings.download_model_dir else None
+    return resolve_model_dir(spec, download_dir, revision)
+
+
 def _resolve(spec: str, settings: ServerSettings, revision: Optional[str], flag: str) -> DetectedModel:
     """Find (or download) the directory given to ``flag`` and check it holds a model that flag takes."""
-    download_dir = Path(settings.download_model_dir).expanduser() if settings.download_model_dir else None
-    return check_role(detect_model(resolve_model_dir(spec, download_dir, revision)), flag)
+    return check_role(detect_model(_local_dir(spec, settings, revision)), flag)
 
 
 def _open(flag: str, found: DetectedModel, factory, *args, **kwargs):
@@ -69,7 +75,7 @@ def _open_offline_parts(settings: ServerSettings, punctuator_factory):
     asr_found = _resolve(settings.model_dir, settings, settings.model_revision, "--model-dir")
     vad_found = _resolve(settings.vad_dir, settings, settings.vad_revision, "--vad-dir") if settings.vad_dir else None
     punc_found = _resolve(settings.punc_dir, settings, settings.punc_revision, "--punc-dir") if settings.punc_dir else None
-    itn_dir = _download_only(settings.itn_dir, settings, settings.itn_revision) if settings.itn_dir else None
+    itn_dir = _local_dir(settings.itn_dir, settings, settings.itn_revision) if settings.itn_dir else None
 
     asr = open_recognizer(asr_found, settings)
     vad = _open("--vad-dir", vad_found, FsmnVadModel, quantized=settings.vad_quant, options=runtime) if vad_found else None
@@ -87,11 +93,6 @@ def _open_offline_parts(settings: ServerSettings, punctuator_factory):
         itn_dir or "WeTextProcessing bundled grammar",
     )
     return asr, vad, punc, itn, asr_found
-
-
-def _download_only(spec: str, settings: ServerSettings, revision: Optional[str]) -> Path:
-    download_dir = Path(settings.download_model_dir).expanduser() if settings.download_model_dir else None
-    return resolve_model_dir(spec, download_dir, revision)
 
 
 def load_offline_pipeline(settings: ServerSettings) -> OfflinePipeline:

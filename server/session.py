@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Dict, Optional
 
 from .decoder_pool import DecoderPool
-from .hotwords import ClientHotwordsUnreadable, merge_hotwords, parse_client_hotwords, unreadable_text, warning_text
+from .hotwords import (
+    ClientHotwordsUnreadable,
+    merge_hotwords,
+    parse_client_hotwords,
+    unreadable_text,
+    unspellable,
+    warning_text,
+)
 from .logs import ConnectionLog
 from .metrics import UNUSED, ServerMetrics
 from .recognizer import HotwordEmbedding, decode_options, embed_hotwords, supports_hotwords
@@ -131,12 +138,8 @@ class Session:
             client = {w: v for w, v in client.items() if w not in {o for o, _ in over}}
         if self.hotwords and supports_hotwords(self.models):
             self.hotword_embedding = await self.pool.run(embed_hotwords, self.models, list(self.hotwords))
-            # The server's own words were reported in its log at start-up; the client hears of its own.
-            # (the model takes each space-separated piece of a word as a hotword of its own)
-            rejected = {w: why for w, why in self.hotword_embedding.rejected}
-            mine = {piece for word in client for piece in word.split()}
-            dropped += [(w, why) for w, why in rejected.items() if w in mine]
-            client = {w: v for w, v in client.items() if not set(w.split()) & set(rejected)}
+            client, lost = unspellable(client, list(self.hotword_embedding.rejected))
+            dropped += lost
         if dropped:
             warning = warning_text(dropped, kept=len(client))
         if value is not None or self.hotwords:

@@ -122,3 +122,12 @@ def test_a_directory_given_to_the_wrong_flag_names_the_right_one(model_dir, flag
 @pytest.mark.parametrize("model_dir", [ASR_PLAIN_DIR, ASR_TIMESTAMP_DIR, ASR_CONTEXTUAL_DIR, ASR_SEACO_DIR, ASR_8K_DIR, SENSEVOICE_DIR])
 def test_every_offline_recogniser_is_taken_as_model_dir(model_dir):
     assert check_role(detect_model(model_dir), "--model-dir").model_dir == model_dir
+
+
+def test_the_svs_lang_lists_agree():
+    """The protocol, the client and the model each name SenseVoiceSmall's languages; one list in truth."""
+    from client.config import SVS_LANGUAGES as client_languages
+    from models.sensevoice import LANGUAGES
+    from server.protocol import SVS_LANGUAGES
+
+    assert tuple(SVS_LANGUAGES) == tuple(LANGUAGES) == tuple(client_languages)
