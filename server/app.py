@@ -24,6 +24,7 @@ from websockets.protocol import State
 from models.offline_pipeline import OfflinePipeline
 from models.two_pass import TwoPassRecognizer
 
+from .audio_budget import AudioBudget
 from .decoder_pool import DecoderPool
 from .http_routes import AccessPolicy, HttpRoutes
 from .logs import ConnectionLog
@@ -38,6 +39,8 @@ from .web_page import WebPage
 log = logging.getLogger(__name__)
 
 MIB = 1 << 20
+#: At shutdown, how long closing handshakes and connection handlers get before they are cut off.
+CLOSE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ class ServerOptions:
     host: str = "0.0.0.0"
     port: int = 10096
     max_message_bytes: int = 32 * MIB  # one frame may hold a whole utterance, like the C++ server's limit
+    max_queue_bytes: int = 8 * MIB  # unread frames per connection before reading pauses (server.receive_queue)
+    max_buffered_audio_bytes: int = 2048 * MIB  # client audio held by all connections together (server.audio_budget)
     limits: SessionLimits = SessionLimits()
     tls: TlsPolicy = TlsPolicy()  # plain ws:// only unless it holds a certificate
     access: AccessPolicy = AccessPolicy()
@@ -78,10 +83,11 @@ class AsrServer:
         self.sessions: Set[Session] = set()
         self.draining = False
         self._server: Optional[Server] = None
+        self._handlers: Set[asyncio.Task] = set()  # connection handlers running
         # Connections admitted by the handshake hook and not closed yet; weak, so a handshake
         # that fails after admission cannot leak a slot.
         self._admitted: "weakref.WeakSet[ServerConnection]" = weakref.WeakSet()
-        self.metrics = ServerMetrics(self._sessions_by_mode, lambda: pool.pending)
+        self.metrics = ServerMetrics(self._sessions_by_mode, lambda: pool.pending, lambda: self.audio_budget.used_bytes)
         self.routes = HttpRoutes(
             options.access,
             self.accepting,
@@ -90,7 +96,8 @@ class AsrServer:
             web=WebPage() if options.web_page else None,
             profile=lambda: self.profile if self.models is not None else "",
         )
-        self.sorter = PortSorter(options.tls, self.metrics.error)
+        self.sorter = PortSorter(options.tls, self.metrics.error, queue_bytes=options.max_queue_bytes)
+        self.audio_budget = AudioBudget(options.max_buffered_audio_bytes)
 
     @property
     def profile(self) -> str:
@@ -117,6 +124,10 @@ class AsrServer:
         return others
 
     async def handle(self, ws: ServerConnection) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
         conn_id = f"c{next(self._ids)}"
         conn_log = ConnectionLog(log, conn_id)
         peer = _peer(ws)
@@ -124,15 +135,32 @@ class AsrServer:
         conn_log.info("connected from %s%s", peer, " (TLS)" if tls else "", extra={"event": "connected", "peer": peer, "tls": tls})
         session_class = StreamingSession if self.profile == "2pass" else OfflineSession
         session = session_class(
-            self.models, self.pool, ws.send, self.options.limits, self.server_hotwords, conn_id, metrics=self.metrics
+            self.models,
+            self.pool,
+            ws.send,
+            self.options.limits,
+            self.server_hotwords,
+            conn_id,
+            metrics=self.metrics,
+            budget=self.audio_budget,
+            alive=lambda: ws.state is State.OPEN,
         )
         self.sessions.add(session)
+        idle = self.options.limits.idle_timeout or None
         try:
-            async for message in ws:
+            while True:
+                try:
+                    message = await asyncio.wait_for(ws.recv(), idle)  # cancelling recv() loses nothing
+                except asyncio.TimeoutError:
+                    conn_log.info("closing: no message for %.0f s (--idle-timeout)", idle, extra={"event": "idle_timeout"})
+                    self.metrics.error("idle_timeout")
+                    await ws.close(1000, f"idle for {idle:.0f} s")
+                    break
                 if isinstance(message, str):
                     await session.on_text(message)
                 else:
                     await session.on_audio(message)
+                del message  # an idle connection must not keep its last (up to --max-message-mib) frame alive
         except ConnectionClosed:
             pass
         except Exception:  # a bug must cost one connection, never the server
@@ -140,6 +168,7 @@ class AsrServer:
             await ws.close(1011, "internal error")
         finally:
             self.sessions.discard(session)
+            session.release_audio()
             conn_log.info(
                 "closed after %d utterances",
                 session.utterances,
@@ -181,22 +210,42 @@ class AsrServer:
         self._server.close(close_connections=False)  # stop listening; open connections go on
         self.sorter.abort_pending()
         deadline = time.monotonic() + grace_seconds
-        while any(s.busy for s in self.sessions) and time.monotonic() < deadline:
+        # Utterances get the grace period less the time to say goodbye (closing handshakes, handlers).
+        finish_by = deadline - min(CLOSE_SECONDS, grace_seconds / 10)
+        while any(s.busy for s in self.sessions) and time.monotonic() < finish_by:
             await asyncio.sleep(0.05)
         busy = sum(1 for s in self.sessions if s.busy)
         if busy:
             log.warning("grace period over: closing %d connections with utterances in flight", busy)
         # The listener is closed already, so Server.close() would not close connections again.
-        await asyncio.gather(
+        closing = asyncio.gather(
             *(c.close(1001, "server shutting down") for c in self._server.connections), return_exceptions=True
         )
+        try:
+            await asyncio.wait_for(closing, max(0.1, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            pass
+        await self._stop_handlers(max(0.1, deadline - time.monotonic()))
         await self._server.wait_closed()
+
+    async def _stop_handlers(self, timeout: float) -> None:
+        """Let connection handlers return for up to ``timeout`` s, then cancel them: a handler still
+        awaiting a model job would otherwise hold the shutdown until that job ends.  (The job itself
+        is abandoned; queued jobs never start, see :meth:`DecoderPool.shutdown`.)"""
+        tasks = [t for t in self._handlers if not t.done()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
 
     async def close(self) -> None:
         """Close at once: every connection gets 1001 (going away)."""
         if self._server is not None:
             self.sorter.abort_pending()
             self._server.close(close_connections=True)
+            await self._stop_handlers(CLOSE_SECONDS)
             await self._server.wait_closed()
 
 

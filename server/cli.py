@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+import threading
 from dataclasses import fields
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -114,7 +116,20 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--tls-only", "--tls_only", dest="tls_only", action="store_true",
                    help="serve wss:// (and https:// side endpoints) only; plain connections are dropped")
     add("max_message_mib", type=int, default=d.max_message_mib, help="largest single WebSocket message")
-    add("max_utterance_seconds", type=int, default=d.max_utterance_seconds, help="most audio per utterance, in seconds")
+    add("max_utterance_seconds", type=int, default=d.max_utterance_seconds,
+        help="most audio per utterance, in seconds (PCM at its own rate; files by their decoded length)")
+    add("max_utterance_mib", type=int, default=d.max_utterance_mib,
+        help="most bytes per utterance as received (PCM at any audio_fs, or a compressed file)")
+    add("max_text_kib", type=int, default=d.max_text_kib,
+        help="largest JSON text message (configuration, hotwords), checked before it is parsed")
+    add("max_queue_mib", type=int, default=d.max_queue_mib,
+        help="unread data per connection before the server stops reading from its socket (backpressure)")
+    add("max_buffered_audio_mib", type=int, default=d.max_buffered_audio_mib,
+        help="client audio held in memory by all connections together; an upload beyond it gets an error")
+    add("max_decode_seconds", type=float, default=d.max_decode_seconds,
+        help="wall-clock limit for decoding one uploaded file (wav, mp3, ...)")
+    add("idle_timeout", type=float, default=d.idle_timeout,
+        help="close a connection after this many seconds without a message; 0: never")
     add("max_connections", type=int, default=None,
         help="most WebSocket connections at once; more are refused with HTTP 503 (default: no limit)")
     add("api_key", default=None,
@@ -164,12 +179,27 @@ def settings_from_args(argv: Optional[Sequence[str]] = None, prog: str = PROG) -
         settings.api_key = None
     if settings.shutdown_grace < 0:
         raise CliError("--shutdown-grace must not be negative")
-    for name in ("decoder_thread_num", "model_thread_num", "batch_size", "max_message_mib", "max_utterance_seconds"):
+    if settings.idle_timeout < 0:
+        raise CliError("--idle-timeout must not be negative (0 turns it off)")
+    if settings.max_decode_seconds <= 0:
+        raise CliError("--max-decode-seconds must be positive")
+    for name in ("decoder_thread_num", "model_thread_num", "batch_size", "max_message_mib", "max_utterance_seconds",
+                 "max_utterance_mib", "max_text_kib", "max_queue_mib", "max_buffered_audio_mib"):
         if getattr(settings, name) < 1:
             raise CliError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 <= settings.port <= 65535:
         raise CliError("--port must be between 0 and 65535")
     return settings
+
+
+def session_limits(settings: ServerSettings) -> SessionLimits:
+    return SessionLimits(
+        max_utterance_seconds=settings.max_utterance_seconds,
+        max_utterance_bytes=settings.max_utterance_mib * MIB,
+        max_text_bytes=settings.max_text_kib << 10,
+        max_decode_seconds=settings.max_decode_seconds,
+        idle_timeout=settings.idle_timeout,
+    )
 
 
 def tls_policy(settings: ServerSettings) -> TlsPolicy:
@@ -221,7 +251,9 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
         host=settings.listen_ip,
         port=settings.port,
         max_message_bytes=settings.max_message_mib * MIB,
-        limits=SessionLimits(max_utterance_seconds=settings.max_utterance_seconds),
+        max_queue_bytes=settings.max_queue_mib * MIB,
+        max_buffered_audio_bytes=settings.max_buffered_audio_mib * MIB,
+        limits=session_limits(settings),
         tls=tls,
         access=AccessPolicy(api_key=settings.api_key, max_connections=settings.max_connections),
         web_page=settings.web_page,
@@ -295,13 +327,47 @@ def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
     try:
         settings = settings_from_args(argv, prog)
         logs.configure(settings.log_level, settings.log_format)
-        asyncio.run(run_server(settings))
     except CliError as exc:
         print(f"{prog}: error: {exc.message}", file=sys.stderr)
         return 2
+    code = 0
+    try:
+        _serve(settings)
+    except CliError as exc:
+        print(f"{prog}: error: {exc.message}", file=sys.stderr)
+        code = 2
     except KeyboardInterrupt:
-        return 0
-    return 0
+        pass
+    _exit_if_threads_linger(code)
+    return code
+
+
+def _serve(settings: ServerSettings) -> None:
+    """``asyncio.run`` without its last step: that step waits for every worker thread (a model
+    still loading, a long decode), which would hold the exit past ``--shutdown-grace``."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(run_server(settings))
+    finally:
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.wait(tasks, timeout=2.0))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()  # the default executor is shut down without waiting
+
+
+def _exit_if_threads_linger(code: int) -> None:
+    """Model work that outlived the grace period (one onnxruntime call, a model load) cannot be
+    interrupted, and Python would join its threads at exit: end the process now instead."""
+    lingering = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if lingering:
+        log.warning("exiting with %d worker threads still busy; their work is abandoned", len(lingering))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def main_2pass(argv: Optional[List[str]] = None) -> int:

@@ -12,9 +12,13 @@ import asyncio
 import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 T = TypeVar("T")
+
+
+class JobSkipped(Exception):
+    """The job was not run: by the time a thread was free, its ``skip_if`` said it was no longer wanted."""
 
 
 class DecoderPool:
@@ -31,15 +35,26 @@ class DecoderPool:
         """Jobs submitted and not yet finished (queued or running)."""
         return self._pending
 
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any, skip_if: Optional[Callable[[], bool]] = None, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` on a decoder thread.  ``skip_if`` is asked when a thread picks
+        the job up: True (the client has gone) raises :class:`JobSkipped` without running it."""
         loop = asyncio.get_running_loop()
+        call = functools.partial(fn, *args, **kwargs)
+        if skip_if is not None:
+            call = functools.partial(_unless, skip_if, call)
         with self._lock:
             self._pending += 1
         try:
-            return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+            return await loop.run_in_executor(self._executor, call)
         finally:
             with self._lock:
                 self._pending -= 1
 
     def shutdown(self, wait: bool = True) -> None:
         self._executor.shutdown(wait=wait, cancel_futures=not wait)
+
+
+def _unless(skip_if: Callable[[], bool], call: Callable[[], T]) -> T:
+    if skip_if():
+        raise JobSkipped()
+    return call()

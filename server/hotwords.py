@@ -27,6 +27,8 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from .protocol import shown
+
 DEFAULT_WEIGHT = 20
 MIN_WEIGHT, MAX_WEIGHT = 1, 100
 MAX_WORD_CHARS = 10
@@ -71,7 +73,7 @@ def _problem(word: str, weight: object) -> Tuple[int, Optional[str]]:
         elif isinstance(weight, float) and weight.is_integer():
             weight = int(weight)
         else:
-            return 0, f"weight {json.dumps(weight, ensure_ascii=False)} is not an integer"
+            return 0, f"weight {shown(weight)} is not an integer"
     if not MIN_WEIGHT <= int(weight) <= MAX_WEIGHT:
         return 0, f"weight {weight} is not between {MIN_WEIGHT} and {MAX_WEIGHT}"
     return int(weight), None
@@ -133,7 +135,7 @@ def parse_client_hotwords(value: Any) -> Tuple[Dict[str, int], List[Dropped]]:
         if text.startswith(("{", "[")):
             try:
                 parsed = json.loads(text)
-            except (json.JSONDecodeError, RecursionError) as exc:
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an integer past the digit limit
                 raise ClientHotwordsUnreadable(f"'hotwords' looks like JSON but does not parse: {exc}") from None
             if not isinstance(parsed, dict):
                 raise ClientHotwordsUnreadable(

@@ -30,12 +30,16 @@ from typing import Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import MultipleValuesError
 from websockets.http11 import Request, Response
 
 from .metrics import ServerMetrics
 from .web_page import PageState, WebPage
 
 log = logging.getLogger(__name__)
+
+#: Headers a request may carry once only (RFC 9110/9112: two Hosts are a 400; two keys are ambiguous).
+SINGLE_HEADERS = ("Host", "Authorization", "Upgrade", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "If-None-Match")
 
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
@@ -80,6 +84,17 @@ class HttpRoutes:
         self.admit = admit  # counts a connection in; returns how many others are open
 
     def __call__(self, connection: ServerConnection, request: Request) -> Optional[Response]:
+        try:
+            return self._route(connection, request)
+        except MultipleValuesError as exc:  # a header repeated that may appear once (Host, Authorization, ...)
+            self.metrics.error("bad_request")
+            log.info("refused %s: header %s sent more than once", connection.remote_address, exc)
+            return connection.respond(HTTPStatus.BAD_REQUEST, f"header {exc} may appear only once\n")
+
+    def _route(self, connection: ServerConnection, request: Request) -> Optional[Response]:
+        for name in SINGLE_HEADERS:
+            if len(request.headers.get_all(name)) > 1:
+                raise MultipleValuesError(name)
         path = urlsplit(request.path).path
         if not is_websocket_handshake(request):
             return self.plain_http(connection, request, path)
@@ -126,4 +141,5 @@ class HttpRoutes:
 
 def is_websocket_handshake(request: Request) -> bool:
     """Whether ``request`` asks for a WebSocket (anything else is plain HTTP: /health, the page)."""
-    return "upgrade" in request.headers.get("Connection", "").lower() or "Upgrade" in request.headers
+    connection = ",".join(request.headers.get_all("Connection"))  # a list header: it may be repeated
+    return "upgrade" in connection.lower() or "Upgrade" in request.headers

@@ -43,11 +43,29 @@ def utterance_fields(mode: str, wav_name: str, audio_seconds: float, seconds: fl
     return fields
 
 
+def _escape_table() -> Dict[int, str]:
+    table = {c: f"\\x{c:02x}" for c in list(range(0x20)) + [0x7F, 0x85]}
+    table.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+    return table
+
+
+_ESCAPES = _escape_table()
+
+
+def escape_line(text: str) -> str:
+    """``text`` with line breaks and other control characters written as escapes: a message that
+    quotes client text (a ``wav_name``, a hotword) stays one log line and cannot forge others."""
+    return text.translate(_ESCAPES)
+
+
 class TextFormatter(logging.Formatter):
+    """``time LEVEL logger: [conn] message``, one line per record (tracebacks follow on their own lines)."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_line(record.message)
         line = super().formatMessage(record)
         conn = getattr(record, "conn", None)
         if conn is None:

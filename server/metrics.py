@@ -9,7 +9,9 @@ things happen:
 * ``funasr_decode_queue_depth``: model jobs submitted and not finished;
 * ``funasr_audio_seconds_total{mode}``: audio recognised;
 * ``funasr_stage_seconds{stage}``: time of each kind of model job, from submit to result;
-* ``funasr_errors_total{kind}``: errors answered or refusals, by kind.
+* ``funasr_buffered_audio_bytes``: client audio held in memory, all connections;
+* ``funasr_errors_total{kind}``: errors answered or refusals, by kind (``idle_timeout``
+  counts connections closed for silence, ``server_audio_budget`` uploads refused for memory).
 """
 from __future__ import annotations
 
@@ -24,9 +26,15 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 
 class _LiveValues(Collector):
-    def __init__(self, sessions_by_mode: Callable[[], Dict[str, int]], queue_depth: Callable[[], int]):
+    def __init__(
+        self,
+        sessions_by_mode: Callable[[], Dict[str, int]],
+        queue_depth: Callable[[], int],
+        buffered_audio: Callable[[], int],
+    ):
         self.sessions_by_mode = sessions_by_mode
         self.queue_depth = queue_depth
+        self.buffered_audio = buffered_audio
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         connections = GaugeMetricFamily("funasr_connections", "Open WebSocket sessions by mode", labels=["mode"])
@@ -35,6 +43,11 @@ class _LiveValues(Collector):
         yield connections
         yield GaugeMetricFamily(
             "funasr_decode_queue_depth", "Model jobs submitted to the decoder pool and not finished", value=self.queue_depth()
+        )
+        yield GaugeMetricFamily(
+            "funasr_buffered_audio_bytes",
+            "Client audio held in memory by all connections (bounded by --max-buffered-audio-mib)",
+            value=self.buffered_audio(),
         )
 
 
@@ -45,6 +58,7 @@ class ServerMetrics:
         self,
         sessions_by_mode: Callable[[], Dict[str, int]] = dict,
         queue_depth: Callable[[], int] = lambda: 0,
+        buffered_audio: Callable[[], int] = lambda: 0,
     ):
         self.registry = CollectorRegistry()
         self.audio_seconds = Counter(
@@ -54,7 +68,7 @@ class ServerMetrics:
             "funasr_stage_seconds", "Time of model jobs by stage", ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry
         )
         self.errors = Counter("funasr_errors", "Errors and refusals by kind", ["kind"], registry=self.registry)
-        self.registry.register(_LiveValues(sessions_by_mode, queue_depth))
+        self.registry.register(_LiveValues(sessions_by_mode, queue_depth, buffered_audio))
 
     def error(self, kind: str) -> None:
         self.errors.labels(kind).inc()

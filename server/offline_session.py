@@ -17,7 +17,8 @@ from models.offline_pipeline import OfflinePipeline
 
 from .logs import utterance_fields
 from .protocol import error_message, result_message
-from .recognizer import sentences_json, tag_fields, transcribe_utterance
+from .decoder_pool import JobSkipped
+from .recognizer import failed_outcome, sentences_json, tag_fields, transcribe_utterance
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -60,18 +61,20 @@ class OfflineSession(Session):
         if not self.seen_first_message or self.overflowed:
             return
         size = len(self.audio) + len(data)
-        if self.config.is_pcm:
-            too_long = size / 2 / self.config.audio_fs > self.limits.max_utterance_seconds
-        else:
-            too_long = size > self.limits.max_container_bytes
-        if too_long:
+        error: Optional[str] = None
+        if self.config.is_pcm and size / 2 / self.config.audio_fs > self.limits.max_utterance_seconds:
             self.metrics.error("too_long")
-            self.overflowed = (
-                f"utterance too long: more than {self.limits.max_utterance_seconds:.0f} s "
-                f"(or {self.limits.max_container_bytes >> 20} MiB of a compressed file) before the end signal"
+            error = (
+                f"utterance too long: more than {self.limits.max_utterance_seconds:.0f} s of audio before the end "
+                f"signal (--max-utterance-seconds)"
             )
+        else:
+            error = self.hold_audio(len(data), size)
+        if error is not None:
+            self.overflowed = error
             self.audio = bytearray()
-            await self.send(error_message(self.overflowed, self.config.wav_name, "offline"))
+            self.release_audio()
+            await self.send(error_message(error, self.config.wav_name, "offline"))
             return
         self.audio += data
 
@@ -89,18 +92,26 @@ class OfflineSession(Session):
         started = time.perf_counter()
         self.decoding = True
         try:
-            outcome = await self.pool.run(
+            outcome = await self.run_job(
                 transcribe_utterance,
                 self.pipeline,
                 audio,
                 cfg.wav_format,
                 cfg.audio_fs,
                 cfg.itn,
-                self.limits.max_utterance_seconds,
+                self.decode_limits(),
                 self.decode_options(cfg),
             )
+        except JobSkipped:  # the client left before a decoder thread was free
+            return
+        except Exception:  # a model failure costs this utterance, not the connection
+            self.log.exception("decoding failed")
+            self.metrics.error("internal")
+            outcome = failed_outcome(self.pipeline, "internal error while decoding this utterance; it was dropped")
         finally:
             self.decoding = False
+            del audio
+            self.release_audio()
         self.metrics.stage("offline_utterance", time.perf_counter() - started)
         self.metrics.audio("offline", outcome.audio_seconds)
         if outcome.error:
@@ -140,3 +151,4 @@ class OfflineSession(Session):
     def _reset_utterance(self) -> None:
         self.audio = bytearray()
         self.overflowed = None
+        self.release_audio()

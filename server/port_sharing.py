@@ -26,6 +26,7 @@ from typing import Callable, Optional, Set
 
 from websockets.asyncio.server import ServerConnection
 
+from .receive_queue import ByteBoundedAssembler
 from .tls import TlsPolicy
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,11 @@ TLS_HANDSHAKE_RECORD = 0x16
 class PortSorter:
     """Shared by every connection of one server: the TLS policy and the connections not yet sorted."""
 
-    def __init__(self, policy: TlsPolicy, on_error: Callable[[str], None] = lambda kind: None):
+    def __init__(
+        self, policy: TlsPolicy, on_error: Callable[[str], None] = lambda kind: None, queue_bytes: Optional[int] = None
+    ):
         self.policy = policy
+        self.queue_bytes = queue_bytes  # bound of each connection's receive queue (server.receive_queue)
         self.on_error = on_error  # counts refusals by kind (metrics)
         self.pending: Set[asyncio.Task] = set()
 
@@ -99,6 +103,14 @@ class SortedConnection(ServerConnection):
     def _start(self, transport: asyncio.Transport) -> None:
         self._started = True
         super().connection_made(transport)  # websockets takes over: handshake, then the handler
+        if self._sorter.queue_bytes is not None:
+            self.recv_messages = ByteBoundedAssembler(
+                self.max_queue_high,
+                self.max_queue_low,
+                pause=transport.pause_reading,
+                resume=transport.resume_reading,
+                max_bytes=self._sorter.queue_bytes,
+            )
 
     async def _sort(self, transport: asyncio.Transport) -> None:
         policy = self._sorter.policy

@@ -7,6 +7,7 @@ crash or silently ignore bad input, we answer with a clear error instead.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -18,6 +19,18 @@ DEFAULT_CHUNK_SIZE = (5, 10, 5)
 SVS_LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko", "nospeech")
 MIN_AUDIO_FS = 1000
 MAX_AUDIO_FS = 384000
+#: ``chunk_size``: the middle value (the chunk, in 60 ms frames) and how far look-back and look-ahead
+#: may reach.  An online encoder call sees look-back + chunk + look-ahead frames for every chunk, so
+#: its cost per audio second is (sum / chunk) calls' worth: these bounds keep it within 3× of the
+#: reference's ``[5, 10, 5]`` (and ``[1000, 1, 1000]``, 35× the CPU, out).
+MIN_CHUNK, MAX_CHUNK = 2, 20
+#: Names the client chooses and every reply echoes (``wav_name``), in characters.
+MAX_NAME_CHARS = 1024
+#: The client-side pacing and look-back fields: accepted and echoed nowhere, but kept in range.
+INT_FIELD_RANGES = {"chunk_interval": (1, 1000), "encoder_chunk_look_back": (0, 1000), "decoder_chunk_look_back": (0, 1000)}
+#: A client value quoted back in an error message is cut to this many characters.
+SHOWN_CHARS = 60
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 class ProtocolError(ValueError):
@@ -68,6 +81,23 @@ class ControlMessage:
     end_of_input: bool = False
 
 
+def clean_text(text: str) -> str:
+    """``text`` with every lone surrogate (JSON allows ``"\\ud800"``) replaced by U+FFFD: such a string
+    cannot be encoded as UTF-8, so a reply that echoed it could not be sent at all."""
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def shown(value: Any) -> str:
+    """A client value as quoted in an error: its JSON, cut short, so an error never echoes a
+    megabyte back or a string that cannot be sent."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (ValueError, TypeError, RecursionError):
+        text = type(value).__name__
+    text = clean_text(text)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+
+
 def _int(name: str, value: Any) -> int:
     if isinstance(value, bool):
         raise ProtocolError(f"'{name}' must be an integer, got a boolean")
@@ -80,7 +110,7 @@ def _int(name: str, value: Any) -> int:
             return int(value.strip())
         except ValueError:
             pass
-    raise ProtocolError(f"'{name}' must be an integer, got {json.dumps(value, ensure_ascii=False)}")
+    raise ProtocolError(f"'{name}' must be an integer, got {shown(value)}")
 
 
 def _bool(name: str, value: Any) -> bool:
@@ -90,16 +120,16 @@ def _bool(name: str, value: Any) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise ProtocolError(f"'{name}' must be true or false, got {json.dumps(value, ensure_ascii=False)}")
+    raise ProtocolError(f"'{name}' must be true or false, got {shown(value)}")
 
 
 def _str(name: str, value: Any, numbers_ok: bool = False) -> str:
     """A string field; ``numbers_ok`` lets free-form names like ``wav_name`` be numbers."""
     if isinstance(value, str):
-        return value
+        return clean_text(value)
     if numbers_ok and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    raise ProtocolError(f"'{name}' must be a string, got {json.dumps(value, ensure_ascii=False)}")
+    raise ProtocolError(f"'{name}' must be a string, got {shown(value)}")
 
 
 def parse_chunk_size(value: Any) -> Tuple[int, int, int]:
@@ -114,10 +144,17 @@ def parse_chunk_size(value: Any) -> Tuple[int, int, int]:
     if len(items) != 3:
         raise ProtocolError(f"'chunk_size' needs exactly 3 integers (look-back, chunk, look-ahead), got {len(items)}")
     parsed = tuple(_int("chunk_size", v) for v in items)
-    if parsed[1] <= 0 or parsed[0] < 0 or parsed[2] < 0:
+    look_back, chunk, look_ahead = parsed
+    if look_back < 0 or look_ahead < 0 or chunk <= 0:
         raise ProtocolError("'chunk_size' values must be non-negative and the middle one positive")
-    if max(parsed) > 1000:
-        raise ProtocolError("'chunk_size' values must be at most 1000 (60 s)")
+    if not MIN_CHUNK <= chunk <= MAX_CHUNK:
+        raise ProtocolError(
+            f"'chunk_size': the chunk (middle value) must be {MIN_CHUNK} to {MAX_CHUNK} frames of 60 ms, got {chunk}"
+        )
+    if look_back > chunk or look_ahead > chunk:
+        raise ProtocolError(
+            f"'chunk_size': look-back and look-ahead may not be longer than the chunk ({chunk}), got {list(parsed)}"
+        )
     return parsed  # type: ignore[return-value]
 
 
@@ -127,6 +164,8 @@ def parse_control_message(text: str) -> ControlMessage:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ProtocolError(f"malformed JSON: {exc}") from None
+    except ValueError as exc:  # an integer beyond Python's digit limit
+        raise ProtocolError(f"unreadable JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ProtocolError("a text message must be a JSON object")
     # Only the JSON boolean false ends an utterance (0 and "false" do not), as in the reference.
@@ -145,7 +184,10 @@ def _parse_fields(data: Dict[str, Any]) -> Dict[str, Any]:
         mode = _str("mode", data["mode"])
         out["mode"] = mode if mode in MODES else DEFAULT_MODE
     if "wav_name" in data:
-        out["wav_name"] = _str("wav_name", data["wav_name"], numbers_ok=True)
+        name = _str("wav_name", data["wav_name"], numbers_ok=True)
+        if len(name) > MAX_NAME_CHARS:
+            raise ProtocolError(f"'wav_name' is longer than {MAX_NAME_CHARS} characters ({len(name)})")
+        out["wav_name"] = name
     if "wav_format" in data:
         fmt = _str("wav_format", data["wav_format"]).strip()
         out["wav_format"] = fmt or "pcm"
@@ -156,20 +198,24 @@ def _parse_fields(data: Dict[str, Any]) -> Dict[str, Any]:
         out["audio_fs"] = fs
     if "chunk_size" in data:
         out["chunk_size"] = parse_chunk_size(data["chunk_size"])
-    for name in ("chunk_interval", "encoder_chunk_look_back", "decoder_chunk_look_back"):
+    for name, (low, high) in INT_FIELD_RANGES.items():
         if name in data:
-            out[name] = _int(name, data[name])
+            value = _int(name, data[name])
+            if not low <= value <= high:
+                raise ProtocolError(f"'{name}' must be between {low} and {high}, got {value}")
+            out[name] = value
     if "hotwords" in data and data["hotwords"] is not None:
         # Never an error here: a bad value costs the client its hotwords, not the configuration
         # (server.hotwords reads it and warns).  An object sent as such is taken as its JSON text.
         value = data["hotwords"]
-        out["hotwords"] = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
+        value = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
+        out["hotwords"] = clean_text(value) if isinstance(value, str) else value
     if "itn" in data:
         out["itn"] = _bool("itn", data["itn"])
     if data.get("svs_lang") is not None:
         lang = _str("svs_lang", data["svs_lang"]).strip().lower() or "auto"
         if lang not in SVS_LANGUAGES:
-            raise ProtocolError(f"'svs_lang' must be one of {', '.join(SVS_LANGUAGES)}, got {json.dumps(data['svs_lang'], ensure_ascii=False)}")
+            raise ProtocolError(f"'svs_lang' must be one of {', '.join(SVS_LANGUAGES)}, got {shown(data['svs_lang'])}")
         out["svs_lang"] = lang
     if "svs_itn" in data:
         out["svs_itn"] = _bool("svs_itn", data["svs_itn"])

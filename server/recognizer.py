@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from models.two_pass import PartialText, SegmentText, StreamEvent, TwoPassRecogn
 
 __all__ = [
     "AudioDecodeError",
+    "DecodeLimits",
     "HotwordEmbedding",
     "LiveUtterance",
     "OfflineOutcome",
@@ -28,6 +29,7 @@ __all__ = [
     "decode_options",
     "decode_utterance",
     "embed_hotwords",
+    "failed_outcome",
     "sentences_json",
     "supports_hotwords",
     "tag_fields",
@@ -93,13 +95,30 @@ class OfflineOutcome:
     error: Optional[str] = None
 
 
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Bounds on turning one client upload into samples (the untrusted-input boundary of models.audio)."""
+
+    max_seconds: Optional[float] = None  # decoded audio, at the model's rate
+    max_decode_seconds: Optional[float] = None  # wall time of a container decode
+    cancelled: Callable[[], bool] = lambda: False  # the client has gone: stop decoding
+
+
 def decode_utterance(
-    audio: Union[bytes, bytearray], wav_format: str, audio_fs: int, target_rate: int, max_seconds: Optional[float] = None
+    audio: Union[bytes, bytearray], wav_format: str, audio_fs: int, target_rate: int, limits: DecodeLimits = DecodeLimits()
 ) -> np.ndarray:
     """Client bytes → mono float32 at ``target_rate`` (raises AudioDecodeError)."""
     if wav_format.lower() == "pcm":
         return resample(pcm16_to_float(audio), audio_fs, target_rate)
-    return decode_container(audio, target_rate, max_seconds)
+    return decode_container(
+        audio, target_rate, limits.max_seconds, max_decode_seconds=limits.max_decode_seconds, cancelled=limits.cancelled
+    )
+
+
+def failed_outcome(pipeline: OfflinePipeline, error: str) -> OfflineOutcome:
+    """The answer to an utterance that produced no text: empty fields shaped as the pipeline's results."""
+    stamps = [] if pipeline.has_timestamps else None
+    return OfflineOutcome(Transcript(timestamps=stamps, sentences=[] if pipeline.has_timestamps else None), 0.0, error=error)
 
 
 def transcribe_utterance(
@@ -108,14 +127,13 @@ def transcribe_utterance(
     wav_format: str,
     audio_fs: int,
     use_itn: bool,
-    max_seconds: Optional[float] = None,
+    limits: DecodeLimits = DecodeLimits(),
     options: DecodeOptions = DecodeOptions(),
 ) -> OfflineOutcome:
     try:
-        waveform = decode_utterance(audio, wav_format, audio_fs, pipeline.sample_rate, max_seconds)
+        waveform = decode_utterance(audio, wav_format, audio_fs, pipeline.sample_rate, limits)
     except AudioDecodeError as exc:
-        empty = Transcript(timestamps=[] if pipeline.has_timestamps else None, sentences=[] if pipeline.has_timestamps else None)
-        return OfflineOutcome(empty, 0.0, error=str(exc))
+        return failed_outcome(pipeline, str(exc))
     transcript = pipeline.transcribe(waveform, use_itn=use_itn, options=options)
     return OfflineOutcome(transcript, waveform.size / float(pipeline.sample_rate))
 
@@ -172,13 +190,13 @@ class LiveUtterance:
         self._samples += samples.size
         return self.stream.accept(samples, is_final=final)
 
-    def feed_file(self, data: Union[bytes, bytearray], max_seconds: Optional[float] = None) -> List[StreamEvent]:
+    def feed_file(self, data: Union[bytes, bytearray], limits: DecodeLimits = DecodeLimits()) -> List[StreamEvent]:
         """Decode a whole container file and run it through the stream as one final piece.
 
         Raises :class:`AudioDecodeError` (the stream is then reset, ready for the next utterance).
         """
         try:
-            samples = decode_container(data, self.sample_rate, max_seconds)
+            samples = decode_utterance(data, "file", 0, self.sample_rate, limits)
         except AudioDecodeError:
             self.stream.accept(np.zeros(0, dtype=np.float32), is_final=True)
             raise

@@ -5,11 +5,14 @@ The profiles differ in what they do with audio (:mod:`server.offline_session`,
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Dict, Optional
+from typing import Any, Awaitable, Callable, Dict, Optional, TypeVar
 
-from .decoder_pool import DecoderPool
+from .audio_budget import AudioBudget, unlimited
+
+from .decoder_pool import DecoderPool, JobSkipped
 from .hotwords import (
     ClientHotwordsUnreadable,
     merge_hotwords,
@@ -20,7 +23,7 @@ from .hotwords import (
 )
 from .logs import ConnectionLog
 from .metrics import UNUSED, ServerMetrics
-from .recognizer import HotwordEmbedding, decode_options, embed_hotwords, supports_hotwords
+from .recognizer import DecodeLimits, HotwordEmbedding, decode_options, embed_hotwords, supports_hotwords
 from .protocol import (
     ClientConfig,
     ControlMessage,
@@ -34,21 +37,45 @@ from .protocol import (
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Send = Callable[[str], Awaitable[None]]
+
+
+#: Text frames longer than this are parsed in a worker thread, not on the event loop.  Below it
+#: ``json.loads`` and the hotword parser take well under a millisecond; above it, up to the
+#: text-message cap, a few milliseconds that other connections must not wait for.
+OFF_LOOP_CHARS = 16 << 10
 
 
 @dataclass(frozen=True)
 class SessionLimits:
-    """Per-utterance bounds, so no client can make a connection grow without limit.
+    """Per-connection bounds, so no client can make a connection grow without limit.
 
-    Duration is what costs memory and time downstream (a 1 kHz PCM stream or a
-    compressed file is resampled/decoded to 16 kHz), so the cap is in seconds:
-    PCM is checked as it arrives, container files when decoded.  Container
-    bytes have their own cap.
+    * ``max_utterance_seconds``: audio per utterance, counted at the rate it is
+      stored (PCM at the client's ``audio_fs`` as it arrives; a container file
+      by its decoded samples at the model's rate, whatever its header claims).
+    * ``max_utterance_bytes``: bytes per utterance as stored, PCM or file: at
+      ``audio_fs: 384000`` a second costs 24× the bytes of 16 kHz.
+    * ``max_text_bytes``: one JSON text frame, checked before it is parsed (a
+      thousand hotwords fit many times over).
+    * ``max_decode_seconds``: wall time for decoding one container file.
+    * ``idle_timeout``: seconds without any message before the connection is
+      closed (0: never), so idle clients cannot hold connection slots.
     """
 
     max_utterance_seconds: float = 3 * 3600
-    max_container_bytes: int = 512 << 20
+    max_utterance_bytes: int = 512 << 20
+    max_text_bytes: int = 256 << 10
+    max_decode_seconds: float = 120.0
+    idle_timeout: float = 300.0
+
+
+def text_bytes_over(text: str, limit: int) -> Optional[int]:
+    """The UTF-8 size of ``text`` when it is over ``limit`` bytes, else None (cheap for short texts)."""
+    if len(text) * 4 <= limit:  # no UTF-8 character takes more than 4 bytes
+        return None
+    size = len(text) if len(text) > limit else len(text.encode("utf-8", "surrogatepass"))
+    return size if size > limit else None
 
 
 class Session:
@@ -61,6 +88,8 @@ class Session:
         server_hotwords: Optional[Dict[str, int]] = None,
         conn_id: str = "-",
         metrics: ServerMetrics = UNUSED,
+        budget: Optional[AudioBudget] = None,
+        alive: Callable[[], bool] = lambda: True,
     ):
         self.models = models
         self.pool = pool
@@ -70,6 +99,10 @@ class Session:
         self.conn_id = conn_id
         self.log = ConnectionLog(log, conn_id)
         self.metrics = metrics
+        self.budget = budget if budget is not None else unlimited()
+        self.held_bytes = 0  # this connection's share of the budget
+        #: Whether the client is still connected: jobs of a client that has gone are not started.
+        self.alive = alive
         self.config = ClientConfig()
         self.seen_first_message = False  # audio before the first text message is dropped (C++ behaviour)
         #: The server's ``--hotword`` list merged with the client's (its first message only).
@@ -102,7 +135,15 @@ class Session:
         frame: they are dropped with a warning (:meth:`_read_hotwords`).
         """
         try:
-            message = parse_control_message(text)
+            size = text_bytes_over(text, self.limits.max_text_bytes)
+            if size is not None:
+                raise ProtocolError(
+                    f"text message too large: {size} bytes, the limit is {self.limits.max_text_bytes} (--max-text-kib)"
+                )
+            if len(text) > OFF_LOOP_CHARS:
+                message = await asyncio.to_thread(parse_control_message, text)
+            else:
+                message = parse_control_message(text)
         except ProtocolError as exc:
             self.log.info("bad control message: %s", exc)
             self.metrics.error("protocol")
@@ -117,6 +158,44 @@ class Session:
             await self._read_hotwords(message.fields.get("hotwords"))
         return message
 
+    async def run_job(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run model work in the decoder pool; a job whose client has gone by the time a thread is
+        free is not run (:class:`JobSkipped`), so vanished clients cannot keep the pool busy."""
+        return await self.pool.run(fn, *args, skip_if=lambda: not self.alive())
+
+    def hold_audio(self, n: int, stored_bytes: int) -> Optional[str]:
+        """Account for ``n`` more bytes of this utterance (``stored_bytes`` in all with them).
+
+        Returns the error to answer when they break the utterance's byte cap or the
+        server-wide budget; the bytes are then not counted."""
+        if stored_bytes > self.limits.max_utterance_bytes:
+            self.metrics.error("too_long")
+            return (
+                f"utterance too large: more than {self.limits.max_utterance_bytes >> 20} MiB before the end signal "
+                f"(--max-utterance-mib)"
+            )
+        if not self.budget.reserve(n):
+            self.metrics.error("server_audio_budget")
+            return (
+                f"the server is holding all the audio it may ({self.budget.limit_bytes >> 20} MiB for all connections, "
+                f"--max-buffered-audio-mib); this utterance was dropped, try again shortly"
+            )
+        self.held_bytes += n
+        return None
+
+    def decode_limits(self) -> DecodeLimits:
+        """The bounds of decoding this connection's uploads; decoding stops if the client goes."""
+        return DecodeLimits(
+            max_seconds=self.limits.max_utterance_seconds,
+            max_decode_seconds=self.limits.max_decode_seconds or None,
+            cancelled=lambda: not self.alive(),
+        )
+
+    def release_audio(self) -> None:
+        """The utterance's buffered audio is gone (decoded, dropped or the connection closed)."""
+        self.budget.release(self.held_bytes)
+        self.held_bytes = 0
+
     def decode_options(self, cfg: Optional[ClientConfig] = None):
         """The model settings of an utterance configured by ``cfg`` (the current configuration by default)."""
         cfg = cfg or self.config
@@ -130,14 +209,17 @@ class Session:
         dropped = []
         if value is not None:
             try:
-                client, dropped = parse_client_hotwords(value)
+                if isinstance(value, str) and len(value) > OFF_LOOP_CHARS:
+                    client, dropped = await asyncio.to_thread(parse_client_hotwords, value)
+                else:
+                    client, dropped = parse_client_hotwords(value)
             except ClientHotwordsUnreadable as exc:
                 warning = unreadable_text(str(exc))
             self.hotwords, over = merge_hotwords(self.server_hotwords, client)
             dropped += over
             client = {w: v for w, v in client.items() if w not in {o for o, _ in over}}
         if self.hotwords and supports_hotwords(self.models):
-            self.hotword_embedding = await self.pool.run(embed_hotwords, self.models, list(self.hotwords))
+            self.hotword_embedding = await self.run_job(embed_hotwords, self.models, list(self.hotwords))
             client, lost = unspellable(client, list(self.hotword_embedding.rejected))
             dropped += lost
         if dropped:

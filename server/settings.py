@@ -44,6 +44,12 @@ class ServerSettings:
     self_signed_dir: str = "~/.cache/funasr-wss-server/tls"
     max_message_mib: int = 32
     max_utterance_seconds: int = 3 * 3600
+    max_utterance_mib: int = 512
+    max_text_kib: int = 256
+    max_queue_mib: int = 8
+    max_buffered_audio_mib: int = 2048
+    max_decode_seconds: float = 120.0
+    idle_timeout: float = 300.0
     max_connections: Optional[int] = None
     api_key: Optional[str] = None
     web_page: bool = True  # the browser page at / (--no-web-page: off)

@@ -43,6 +43,7 @@ from typing import Any, Dict, List, Optional
 
 from models.two_pass import TwoPassRecognizer
 
+from .decoder_pool import JobSkipped
 from .logs import utterance_fields
 from .protocol import ClientConfig, error_message, result_message
 from .recognizer import AudioDecodeError, LiveUtterance, PartialText, SegmentText, StreamEvent, tag_fields
@@ -105,15 +106,17 @@ class StreamingSession(Session):
             if not await self._start_utterance():
                 return
         if self.container is not None:
-            if len(self.container) + len(data) > self.limits.max_container_bytes:
-                await self._fail(f"the file is larger than {self.limits.max_container_bytes >> 20} MiB", kind="too_long")
+            error = self.hold_audio(len(data), len(self.container) + len(data))
+            if error is not None:
+                await self._fail(error, kind=None)
                 return
             self.container += data
             return
         self.pcm_bytes += len(data)
         if self.pcm_bytes / 2 / self.fixed.audio_fs > self.limits.max_utterance_seconds:
             await self._fail(
-                f"utterance too long: more than {self.limits.max_utterance_seconds:.0f} s of audio before the end signal",
+                f"utterance too long: more than {self.limits.max_utterance_seconds:.0f} s of audio before the end signal "
+                f"(--max-utterance-seconds)",
                 kind="too_long",
             )
             return
@@ -122,7 +125,9 @@ class StreamingSession(Session):
             piece, self.pending = self.pending, bytearray()
             started = time.perf_counter()
             try:
-                events = await self.pool.run(self.utterance.feed_pcm, piece, False)
+                events = await self.run_job(self.utterance.feed_pcm, piece, False)
+            except JobSkipped:  # the client has gone
+                return
             except Exception:  # a model failure costs this utterance, not the connection
                 self.log.exception("decoding failed")
                 await self._fail("internal error while decoding this utterance; it was dropped", kind="internal")
@@ -133,6 +138,7 @@ class StreamingSession(Session):
     # ------------------------------------------------------------------ utterance
 
     def _reset_utterance(self) -> None:
+        self.release_audio()
         self.utterance: Optional[LiveUtterance] = None
         self.fixed: ClientConfig = self.config  # the configuration the utterance started with
         self.container: Optional[bytearray] = None  # a whole file being received (offline mode)
@@ -179,12 +185,13 @@ class StreamingSession(Session):
         if utterance is not None:
             try:
                 if self.container is not None:
-                    events = await self.pool.run(
-                        utterance.feed_file, self.container, self.limits.max_utterance_seconds
-                    )
+                    events = await self.run_job(utterance.feed_file, self.container, self.decode_limits())
                 else:
                     piece, self.pending = self.pending, bytearray()
-                    events = await self.pool.run(utterance.feed_pcm, piece, True)
+                    events = await self.run_job(utterance.feed_pcm, piece, True)
+            except JobSkipped:  # the client has gone: nobody to answer
+                self._reset_utterance()
+                return
             except AudioDecodeError as exc:
                 error = str(exc)
                 self.metrics.error("audio")
@@ -211,10 +218,12 @@ class StreamingSession(Session):
             )
         self._reset_utterance()
 
-    async def _fail(self, error: str, text: str = "", kind: str = "protocol") -> None:
-        """Answer with an error, drop this utterance's audio until the end signal."""
+    async def _fail(self, error: str, text: str = "", kind: Optional[str] = "protocol") -> None:
+        """Answer with an error, drop this utterance's audio until the end signal.
+        (``kind`` None: the error was counted where it was found.)"""
         self.log.info("utterance dropped: %s", error)
-        self.metrics.error(kind)
+        if kind is not None:
+            self.metrics.error(kind)
         cfg = self.fixed if self.utterance is not None else self.config
         await self.send(result_message(cfg.mode, cfg.wav_name, text, is_final=True, error=error))
         self._reset_utterance()

@@ -52,8 +52,15 @@ class ServerThread:
         tls: TlsPolicy = TlsPolicy(),
         pool_factory=DecoderPool,
         web_page: bool = True,
+        max_buffered_audio_bytes: Optional[int] = None,
+        max_queue_bytes: Optional[int] = None,
     ):
         self.tls = tls
+        self.extra_options = {
+            k: v
+            for k, v in (("max_buffered_audio_bytes", max_buffered_audio_bytes), ("max_queue_bytes", max_queue_bytes))
+            if v is not None
+        }
         self.web_page = web_page
         self.pool_factory = pool_factory
         self.settings = settings
@@ -71,7 +78,7 @@ class ServerThread:
         pool = self.pool_factory(self.settings.decoder_thread_num)
         options = ServerOptions(
             host="127.0.0.1", port=0, max_message_bytes=self.max_message_bytes, limits=self.limits, access=self.access,
-            tls=self.tls, web_page=self.web_page,
+            tls=self.tls, web_page=self.web_page, **self.extra_options,
         )
         self.server = AsrServer(self.models, pool, options)
         self.loop.run_until_complete(self.server.start())
