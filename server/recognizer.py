@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from models.audio import AudioDecodeError, StreamResampler, decode_container, pcm16_to_float, resample
+from models.audio import DEFAULT_MAX_DECODE_SECONDS, AudioDecodeError, StreamResampler, decode_container, pcm16_to_float, resample
 from models.offline_pipeline import REPORTED_TAGS, OfflinePipeline, Transcript
 from models.paraformer import DecodeOptions
 from models.two_pass import PartialText, SegmentText, StreamEvent, TwoPassRecognizer
@@ -100,7 +100,7 @@ class DecodeLimits:
     """Bounds on turning one client upload into samples (the untrusted-input boundary of models.audio)."""
 
     max_seconds: Optional[float] = None  # decoded audio, at the model's rate
-    max_decode_seconds: Optional[float] = None  # wall time of a container decode
+    max_decode_seconds: Optional[float] = DEFAULT_MAX_DECODE_SECONDS  # wall time of a container decode
     cancelled: Callable[[], bool] = lambda: False  # the client has gone: stop decoding
 
 

@@ -70,6 +70,10 @@ class SessionLimits:
     idle_timeout: float = 300.0
 
 
+def _size(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n} bytes"
+
+
 def text_bytes_over(text: str, limit: int) -> Optional[int]:
     """The UTF-8 size of ``text`` when it is over ``limit`` bytes, else None (cheap for short texts)."""
     if len(text) * 4 <= limit:  # no UTF-8 character takes more than 4 bytes
@@ -170,14 +174,11 @@ class Session:
         server-wide budget; the bytes are then not counted."""
         if stored_bytes > self.limits.max_utterance_bytes:
             self.metrics.error("too_long")
-            return (
-                f"utterance too large: more than {self.limits.max_utterance_bytes >> 20} MiB before the end signal "
-                f"(--max-utterance-mib)"
-            )
+            return f"utterance too large: more than {_size(self.limits.max_utterance_bytes)} before the end signal (--max-utterance-mib)"
         if not self.budget.reserve(n):
             self.metrics.error("server_audio_budget")
             return (
-                f"the server is holding all the audio it may ({self.budget.limit_bytes >> 20} MiB for all connections, "
+                f"the server is holding all the audio it may ({_size(self.budget.limit_bytes)} for all connections, "
                 f"--max-buffered-audio-mib); this utterance was dropped, try again shortly"
             )
         self.held_bytes += n

@@ -286,7 +286,7 @@ def silent_flac(seconds: int) -> bytes:
 
 def test_limits_message_size_and_utterance_length():
     settings = fixture_settings()
-    limits = SessionLimits(max_utterance_seconds=6, max_utterance_bytes=100_000)
+    limits = SessionLimits(max_utterance_seconds=6, max_utterance_bytes=300_000)
     with ServerThread(settings, max_message_bytes=64 * 1024, limits=limits) as server:
         with connect(server.url) as ws:
             ws.send(json.dumps({"mode": "offline", "wav_name": "big"}))
