@@ -289,11 +289,11 @@ def test_idle_connections_are_closed_and_free_their_slot(models):
     """20 idle clients held all of ``--max-connections 20`` forever."""
     limits = SessionLimits(idle_timeout=0.5)
     with ServerThread(fixture_settings(), models=models, limits=limits, access=AccessPolicy(max_connections=1)) as server:
-        idle = connect(server.url)
-        idle.send(json.dumps({"mode": "offline"}))
-        with pytest.raises(ConnectionClosed):
-            while True:
-                idle.recv(timeout=5)
+        with connect(server.url) as idle:
+            idle.send(json.dumps({"mode": "offline"}))
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    idle.recv(timeout=5)
         assert idle.close_code == 1000 and "idle" in idle.close_reason
         with connect(server.url) as ws:  # the slot is free again
             assert "text" in transcribe(ws, pcm())
@@ -378,12 +378,11 @@ def test_jobs_of_clients_that_have_gone_are_not_run(models, monkeypatch):
     settings = fixture_settings(decoder_thread_num=1)
     with ServerThread(settings, models=models) as server:
         blocker = server.start_call(server.server.pool.run(gate.wait, 30))  # the only thread is busy
-        ws = connect(server.url)
-        ws.send(json.dumps({"mode": "offline"}))
-        ws.send(pcm())
-        ws.send(json.dumps({"is_speaking": False}))
-        assert wait_for(lambda: server.server.pool.pending == 2)
-        ws.close()
+        with connect(server.url) as ws:
+            ws.send(json.dumps({"mode": "offline"}))
+            ws.send(pcm())
+            ws.send(json.dumps({"is_speaking": False}))
+            assert wait_for(lambda: server.server.pool.pending == 2)
         gate.set()
         blocker.result(10)
         assert wait_for(lambda: server.server.pool.pending == 0)
@@ -430,15 +429,14 @@ def test_sigterm_exits_within_the_grace_period_with_jobs_running_and_queued():
     cmd = server_command(MODELS, "offline", False, 1, port, ["--shutdown-grace", "1", "--certfile", "0"])
     cmd = [sys.executable, "-c", SLOW_SERVER] + cmd[3:]  # same flags, through the slow entry point
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    clients = []
     try:
         _wait_healthy(proc, port)
+        clients = contextlib.ExitStack()
         for _ in range(3):  # one job running, two queued behind it
-            ws = connect(f"ws://127.0.0.1:{port}")
+            ws = clients.enter_context(connect(f"ws://127.0.0.1:{port}"))
             ws.send(json.dumps({"mode": "offline"}))
             ws.send(pcm())
             ws.send(json.dumps({"is_speaking": False}))
-            clients.append(ws)
         time.sleep(0.5)
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -446,9 +444,8 @@ def test_sigterm_exits_within_the_grace_period_with_jobs_running_and_queued():
         took = time.monotonic() - started
         assert code == 0
         assert took < 1 + 3, f"exit took {took:.1f} s after SIGTERM with --shutdown-grace 1"
+        clients.close()
     finally:
-        for ws in clients:
-            ws.close()
         if proc.poll() is None:
             proc.kill()
         proc.wait()
