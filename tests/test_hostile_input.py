@@ -34,6 +34,7 @@ from server.session import SessionLimits
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
 from tests.paths import MODELS
 from tests.test_server_admission import pcm, scrape, transcribe
+from tests.test_server_robustness import wait_until as wait_for
 
 MIB = 1 << 20
 
@@ -250,15 +251,6 @@ def test_the_offline_profile_releases_the_budget_after_each_utterance(models):
         for _ in range(5):  # 5 x 0.35 MB: more than the budget in all, never at once
             assert "text" in transcribe(ws, pcm())
         assert server.server.audio_budget.used_bytes == 0
-
-
-def wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def test_the_receive_queue_pauses_on_bytes_not_only_on_frames():
