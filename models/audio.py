@@ -24,7 +24,8 @@ client bytes meet ffmpeg, and it:
 * stops as soon as the audio would pass ``max_seconds`` (checked on each frame
   before it is resampled), when decoding has taken ``max_decode_seconds`` of
   wall time, or when the caller's ``cancelled`` says the client has gone;
-* refuses NaN and infinite samples, which the models cannot take.
+* refuses NaN and infinite samples, and samples so large that the filterbank would
+  overflow (:data:`MAX_SAMPLE_MAGNITUDE`), which the models cannot take.
 
 Every refusal is an :class:`AudioDecodeError` whose message is built here, not
 taken from ffmpeg's log, so it cannot echo file names or contents.
@@ -66,6 +67,10 @@ ALLOWED_FORMATS = (
 #: Sample rates a container may claim, the same bounds the protocol puts on ``audio_fs``.
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 384000
+#: The largest float sample accepted.  Float files normally lie in [-1, 1]; some tools write
+#: int16-scaled floats (up to 32768), which still work.  Far beyond that, the filterbank's
+#: squared energies overflow float32 and the models see NaN.
+MAX_SAMPLE_MAGNITUDE = 1e5
 #: The most channels a stream may have (each one costs memory before the downmix).
 MAX_CHANNELS = 64
 #: Wall-time limit of one :func:`decode_container` call unless the caller gives another.
@@ -272,6 +277,11 @@ def decode_container(
             piece = out.to_ndarray().reshape(-1)
             if not np.isfinite(piece).all():
                 raise AudioDecodeError("cannot decode audio: the audio contains NaN or infinite samples")
+            if piece.size and np.abs(piece).max() > MAX_SAMPLE_MAGNITUDE:
+                raise AudioDecodeError(
+                    f"cannot decode audio: samples of magnitude above {MAX_SAMPLE_MAGNITUDE:g} "
+                    "(float audio should lie in [-1, 1])"
+                )
             pieces.append(piece)
             total += piece.size
 

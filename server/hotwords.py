@@ -75,7 +75,7 @@ def _problem(word: str, weight: object) -> Tuple[int, Optional[str]]:
         else:
             return 0, f"weight {shown(weight)} is not an integer"
     if not MIN_WEIGHT <= int(weight) <= MAX_WEIGHT:
-        return 0, f"weight {weight} is not between {MIN_WEIGHT} and {MAX_WEIGHT}"
+        return 0, f"weight {shown(weight)} is not between {MIN_WEIGHT} and {MAX_WEIGHT}"
     return int(weight), None
 
 

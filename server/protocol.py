@@ -149,11 +149,11 @@ def parse_chunk_size(value: Any) -> Tuple[int, int, int]:
         raise ProtocolError("'chunk_size' values must be non-negative and the middle one positive")
     if not MIN_CHUNK <= chunk <= MAX_CHUNK:
         raise ProtocolError(
-            f"'chunk_size': the chunk (middle value) must be {MIN_CHUNK} to {MAX_CHUNK} frames of 60 ms, got {chunk}"
+            f"'chunk_size': the chunk (middle value) must be {MIN_CHUNK} to {MAX_CHUNK} frames of 60 ms, got {shown(chunk)}"
         )
     if look_back > chunk or look_ahead > chunk:
         raise ProtocolError(
-            f"'chunk_size': look-back and look-ahead may not be longer than the chunk ({chunk}), got {list(parsed)}"
+            f"'chunk_size': look-back and look-ahead may not be longer than the chunk ({chunk}), got {shown(list(parsed))}"
         )
     return parsed  # type: ignore[return-value]
 
@@ -194,7 +194,7 @@ def _parse_fields(data: Dict[str, Any]) -> Dict[str, Any]:
     if "audio_fs" in data:
         fs = _int("audio_fs", data["audio_fs"])
         if not MIN_AUDIO_FS <= fs <= MAX_AUDIO_FS:
-            raise ProtocolError(f"'audio_fs' must be between {MIN_AUDIO_FS} and {MAX_AUDIO_FS} Hz, got {fs}")
+            raise ProtocolError(f"'audio_fs' must be between {MIN_AUDIO_FS} and {MAX_AUDIO_FS} Hz, got {shown(fs)}")
         out["audio_fs"] = fs
     if "chunk_size" in data:
         out["chunk_size"] = parse_chunk_size(data["chunk_size"])
@@ -202,7 +202,7 @@ def _parse_fields(data: Dict[str, Any]) -> Dict[str, Any]:
         if name in data:
             value = _int(name, data[name])
             if not low <= value <= high:
-                raise ProtocolError(f"'{name}' must be between {low} and {high}, got {value}")
+                raise ProtocolError(f"'{name}' must be between {low} and {high}, got {shown(value)}")
             out[name] = value
     if "hotwords" in data and data["hotwords"] is not None:
         # Never an error here: a bad value costs the client its hotwords, not the configuration

@@ -377,6 +377,18 @@ def test_nan_and_infinite_samples_are_refused(bad, dtype, rate):
     assert np.isfinite(decode_container(wav_bytes(samples, rate), 16000)).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_samples_that_would_overflow_the_filterbank_are_refused(dtype):
+    """A float WAV with a sample of 1e30 (finite) made the frontend compute NaN energies: an internal error."""
+    samples = tone(1.0, 16000)[0].astype(dtype)
+    samples[8000] = 1e30
+    with pytest.raises(AudioDecodeError, match="magnitude above"):
+        decode_container(wav_bytes(samples, 16000), 16000)
+    samples[8000] = 0.0
+    scaled = samples * 32767  # int16-scaled floats, as some tools write them: accepted as before
+    assert decode_container(wav_bytes(scaled, 16000), 16000).max() > 1000
+
+
 # ---------------------------------------------------------------------- time and cancellation
 
 

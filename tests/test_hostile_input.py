@@ -156,6 +156,22 @@ def test_nested_json_and_huge_integers_are_errors_not_crashes(models):
         assert "does not parse" in reply["warning"] and "error" not in reply
 
 
+@pytest.mark.parametrize("field", ["audio_fs", "chunk_interval", "decoder_chunk_look_back", "chunk_size"])
+def test_a_number_out_of_range_is_not_echoed_whole(field):
+    huge = "9" * 4000
+    value = f"[5, {huge}, 5]" if field == "chunk_size" else huge
+    with pytest.raises(protocol.ProtocolError) as err:
+        protocol.parse_control_message(f'{{"{field}": {value}}}')
+    assert field in str(err.value) and len(str(err.value)) < 300
+
+
+def test_a_bad_hotword_weight_is_not_echoed_whole():
+    from server.hotwords import parse_client_hotwords, warning_text
+
+    words, dropped = parse_client_hotwords(json.dumps({f"词{i}": int("9" * 4000) for i in range(30)}, ensure_ascii=False))
+    assert words == {} and len(warning_text(dropped, kept=0)) < 3000
+
+
 def test_a_lone_surrogate_in_an_echoed_field_is_replaced(models):
     """``"\\ud800"`` in ``wav_name`` made the reply unencodable: the TCP connection dropped without a close."""
     with ServerThread(fixture_settings(), models=models) as server, connect(server.url) as ws:
