@@ -4,9 +4,10 @@ Each test runs one *batch* of random cases against a server with small limits (s
 :data:`LIMITS`).  A case is one connection and a list of client actions (text frames,
 binary frames, a text frame that is not UTF-8, a pause, vanishing without a close
 frame, closing, half-closing).  Unless the connection is gone, every case ends with the
-*sync*: ``{"is_speaking": false, "is_end": true}``, whose acknowledgement (a reply with
-``"is_end": true``) the protocol promises in every state; once it has arrived, every reply
-to the case's earlier frames has too (one connection's frames are answered in order).
+*sync*: two end signals with ``"is_end": true``, the second one named ``fuzz-sync``, whose
+acknowledgements (replies with ``"is_end": true``) the protocol promises in every state;
+once the named one has arrived, every reply to the case's earlier frames has too (one
+connection's frames are answered in order).
 
 Batches:
 
@@ -29,19 +30,25 @@ Batches:
   twice, ``is_end``, odd-length and empty PCM frames, mode changes, vanishing or closing
   mid-utterance); the sequence of final messages and acknowledgements must be exactly the
   one the protocol predicts.
+* ``limits``: one utterance clearly under or over a limit of :data:`LIMITS` (seconds of PCM
+  at 1 to 384 kHz, bytes as stored, files that decode too long, files over the byte cap):
+  over it, exactly one error that names the limit, and the usual one answer per end signal.
 
 Every case checks: every reply is a JSON text frame of a known shape; the server closes,
 if at all, with a close frame and a legitimate code (never 1011); the sync is acknowledged;
-no ERROR log record.  After every batch: the server thread is alive, ``/health`` says ok,
-no session or buffered audio is left, and a fresh client gets the reference results
-recorded before the batch.
+no ERROR log record (from any logger but our own client's).  While a batch runs, a
+well-behaved bystander client keeps getting the reference result on its own connections.
+After every batch: the server thread is alive, ``/health`` says ok, no session, job or
+buffered audio is left, and a fresh client gets the reference results recorded before the
+batch.
 
 Seeds: every test has a fixed seed (printed at its start and in every failure);
 ``FUZZ_SEED=<n>`` replaces it, ``FUZZ_CASES=<n>`` changes the cases per batch (60),
 ``FUZZ_SECONDS=<s>`` the time after which a batch starts no new case (6), and ``FUZZ_CASE=<k>``
 runs only case ``k`` (each case draws from its own RNG, seeded by the test's seed and its
-index, so a case replays alone).  A failing case is shrunk (actions
-removed one at a time while it still fails) and reported with its minimal action list.
+index, so a case replays alone).  A failing case is shrunk (actions removed one at a time,
+then long payloads halved, while it still fails; bounded) and reported with its problems and
+its minimal action list.
 """
 from __future__ import annotations
 
@@ -70,6 +77,7 @@ from websockets.sync.client import connect
 
 from server.session import SessionLimits
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
+from tests.test_server_robustness import wait_until
 from tests.paths import ASR_CONTEXTUAL_DIR, ASR_SEACO_DIR, AUDIO
 
 # ---------------------------------------------------------------------------------- bounds
@@ -107,7 +115,6 @@ SPEECH_FILE = AUDIO / "zh01_asr_example_zh.wav"  # what the file-reading bodies 
 #: In the tiny models' vocabulary (tests/test_server_hotwords.py); OOV: none of its characters is.
 VOCAB_WORDS = ["腊棉", "孔眙铟", "敉春罍窳", "砦秕"]
 OOV = "阿里巴巴"
-SERVER_LOGGERS = ("server", "models", "websockets.server", "asyncio", "funasr_wss_server", "root")
 
 
 def seed_for(name: str) -> int:
@@ -1289,15 +1296,6 @@ def http_health(server: ServerThread) -> Tuple[int, str]:
         return e.code, e.read().decode()
     except OSError as e:
         return 0, str(e)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def settle(server: ServerThread) -> bool:
