@@ -17,6 +17,10 @@ ASR_CONTEXTUAL_DIR = MODELS / "speech_paraformer-large-contextual_asr_nat-zh-cn-
 ASR_SEACO_DIR = MODELS / "speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-onnx"
 ASR_8K_DIR = MODELS / "speech_paraformer_asr_nat-zh-cn-8k-common-vocab8358-tensorflow1-onnx"
 SENSEVOICE_DIR = MODELS / "SenseVoiceSmall-onnx"
+#: The n-gram LM (--lm-dir) built on the fixture Paraformer's 128-token vocabulary.
+LM_DIR = MODELS / "speech_ngram_lm_zh-cn-ai-wesp-fst"
+#: FunASR's own C++ WFST decoder on the fixture clips with LM_DIR (see golden/lm/README.md).
+LM_GOLDEN = GOLDEN / "lm" / "golden.json"
 
 
 def audio_clips():
@@ -37,4 +41,5 @@ REQUIRED_MODEL_FILES = {
     ASR_SEACO_DIR.name: ("model.onnx", "model_eb.onnx", "config.yaml", "am.mvn", "tokens.json", "seg_dict"),
     ASR_8K_DIR.name: ("model.onnx", "model_quant.onnx", "config.yaml", "am.mvn", "tokens.json"),
     SENSEVOICE_DIR.name: ("model.onnx", "model_quant.onnx", "config.yaml", "am.mvn", "tokens.json"),
+    LM_DIR.name: ("TLG.fst", "config.yaml", "lexicon.txt"),
 }
