@@ -32,11 +32,16 @@ def resolve_model_dir(
     download_dir: Optional[Path] = None,
     revision: Optional[str] = None,
     required: Iterable[str] = (),
+    flag: Optional[str] = None,
+    revision_is_default: bool = False,
 ) -> Path:
     """Return a local directory for ``spec`` and check that ``required`` files exist in it.
 
     A local path is used as is.  An ``owner/name`` id is fetched with
     ``modelscope.snapshot_download`` (cached, so the second start is offline-safe).
+    ``flag`` is the option that named it (``--lm-dir``), for the advice in errors.
+    ``revision_is_default``: ``revision`` is only a default (``--lm-revision v1.0.2``), so an
+    earlier download is reused without asking the hub, as when no revision is given.
     """
     spec = str(spec).strip()
     if not spec:
@@ -45,7 +50,7 @@ def resolve_model_dir(
     if path.is_dir():
         model_dir = path
     elif looks_like_model_id(spec):
-        model_dir = _download(spec, download_dir, revision)
+        model_dir = _download(spec, download_dir, revision, flag, revision_is_default)
     else:
         raise ModelDirError(
             f"model directory {spec!r} does not exist and is not a ModelScope id (owner/name)"
@@ -56,15 +61,36 @@ def resolve_model_dir(
     return model_dir
 
 
+#: ModelScope renamed the ``damo`` organisation ``iic``; FunASR's guides use both for the same models.
+_OWNER_ALIASES = {"damo": "iic", "iic": "damo"}
+
+
+def _is_complete_download(candidate: Path) -> bool:
+    """An ONNX model (config.yaml and a graph) or an n-gram LM directory (TLG.fst and config.yaml)."""
+    if not (candidate / "config.yaml").is_file():
+        return False
+    return (candidate / "TLG.fst").is_file() or any(candidate.glob("*.onnx"))
+
+
 def _cached_copy(model_id: str, download_dir: Optional[Path]) -> Optional[Path]:
     """A complete earlier download, so a restart needs no network."""
     if download_dir is None:
         return None
     owner, name = model_id.split("/", 1)
-    for candidate in (Path(download_dir) / owner / name, Path(download_dir) / owner / name.replace(".", "___")):
-        if (candidate / "config.yaml").is_file() and any(candidate.glob("*.onnx")):
-            return candidate
+    owners = [owner] + ([_OWNER_ALIASES[owner.lower()]] if owner.lower() in _OWNER_ALIASES else [])
+    for who in owners:
+        for candidate in (Path(download_dir) / who / name, Path(download_dir) / who / name.replace(".", "___")):
+            if _is_complete_download(candidate):
+                return candidate
     return None
+
+
+def _advice(flag: Optional[str]) -> str:
+    if flag == "--model-dir":
+        return "pass its local directory instead (--model-dir /path/to/model, likewise --vad-dir and --punc-dir)"
+    if flag:
+        return f"pass its local directory instead ({flag} /path/to/dir)"
+    return "pass its local directory instead (for example --model-dir /path/to/model, likewise --vad-dir and --punc-dir)"
 
 
 def _hub_reachable(timeout: float = 5.0) -> bool:
@@ -81,16 +107,21 @@ def _hub_reachable(timeout: float = 5.0) -> bool:
         return False
 
 
-def _download(model_id: str, download_dir: Optional[Path], revision: Optional[str]) -> Path:
+def _download(model_id: str, download_dir: Optional[Path], revision: Optional[str], flag: Optional[str] = None,
+              revision_is_default: bool = False) -> Path:
     cached = _cached_copy(model_id, download_dir)
-    if cached is not None and not revision:
+    if cached is not None and (not revision or revision_is_default):
         log.info("using the earlier download of %s in %s", model_id, cached)
         return cached
     if not _hub_reachable():
+        if cached is not None:
+            # as the reference: a failed download is only logged, and the directory already there is used
+            log.warning("ModelScope is unreachable, so revision %s of %s cannot be checked; using the earlier "
+                        "download in %s", revision, model_id, cached)
+            return cached
         raise ModelDirError(
             f"cannot download {model_id}: ModelScope is unreachable from this machine. "
-            "Download the model elsewhere and pass its local directory instead "
-            "(for example --model-dir /path/to/model, likewise --vad-dir and --punc-dir)."
+            f"Download the model elsewhere and {_advice(flag)}."
         )
     try:
         from modelscope.hub.snapshot_download import snapshot_download
@@ -106,10 +137,13 @@ def _download(model_id: str, download_dir: Optional[Path], revision: Optional[st
     try:
         local = snapshot_download(model_id, **kwargs)
     except Exception as exc:
+        if cached is not None:
+            log.warning("could not download revision %s of %s (%s: %s); using the earlier download in %s",
+                        revision, model_id, type(exc).__name__, exc, cached)
+            return cached
         raise ModelDirError(
             f"could not download {model_id} from ModelScope ({type(exc).__name__}: {exc}). "
-            "If this machine cannot reach the hub, download the model elsewhere and pass its "
-            "local directory instead (for example --model-dir /path/to/model)."
+            f"If this machine cannot reach the hub, download the model elsewhere and {_advice(flag)}."
         ) from exc
     return Path(local)
 

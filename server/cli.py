@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import signal
 import sys
@@ -28,7 +29,13 @@ from .http_routes import AccessPolicy
 from .decoder_pool import DecoderPool
 from .hotwords import HotwordError, parse_hotword_file
 from .session import SessionLimits
-from .settings import DEFAULT_ONLINE_MODEL, DEFAULT_REALTIME_PUNC_MODEL, ServerSettings
+from .settings import (
+    DEFAULT_LM_MODEL,
+    DEFAULT_ONLINE_MODEL,
+    DEFAULT_REALTIME_PUNC_MODEL,
+    LM_OFF_VALUES,
+    ServerSettings,
+)
 from .tls import TlsPolicy, TlsSetupError, self_signed_pair, server_context
 
 log = logging.getLogger("funasr_wss_server")
@@ -65,6 +72,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     two_pass = prog == PROG_2PASS
     d = ServerSettings(
         online_model_dir=DEFAULT_ONLINE_MODEL if two_pass else None,
+        lm_dir=DEFAULT_LM_MODEL,
         punc_dir=DEFAULT_REALTIME_PUNC_MODEL if two_pass else ServerSettings.punc_dir,
     )
     p = argparse.ArgumentParser(
@@ -94,8 +102,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add("itn_dir", type=_optional_path, default=None,
         help="directory (or ModelScope id) with zh_itn_tagger.fst and zh_itn_verbalizer.fst; default: WeTextProcessing's bundled grammar")
     add("itn_revision", default=None, help="ModelScope revision of --itn-dir")
-    add("lm_dir", type=_optional_path, default=None, help="n-gram LM for WFST decoding (not supported yet)")
-    add("lm_revision", default=None, help="ModelScope revision of --lm-dir")
+    add("lm_dir", action=_NamedFlag, default=d.lm_dir,
+        help="n-gram LM (TLG.fst, config.yaml, lexicon.txt) for WFST decoding of the offline Paraformer: a local "
+        "directory or a ModelScope id; 'none' or '': greedy decoding. The default is used only if it can be had "
+        "(already downloaded, or the hub reachable); a directory you name must be usable")
+    add("lm_revision", default=d.lm_revision, help="ModelScope revision of --lm-dir")
     add("hotword", type=_optional_path, default=None, help="hotword file, one 'word weight' per line")
     add("quantize", type=_bool, nargs="?", const=True, default=d.quantize, help="use model_quant.onnx for ASR")
     add("vad_quant", type=_bool, nargs="?", const=True, default=d.vad_quant, help="use model_quant.onnx for VAD")
@@ -142,16 +153,41 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add("log_level", default=d.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging level")
     add("log_format", default=d.log_format, choices=("text", "json"),
         help="text lines, or one JSON object per line (with the connection id and utterance fields)")
-    # Flags of the reference that only matter with features we do not have; accepted so scripts run.
-    for name, kw in (
-        ("bladedisc", dict(type=_bool, nargs="?", const=True, default=True)),
-        ("global_beam", dict(type=float, default=3.0)),
-        ("lattice_beam", dict(type=float, default=3.0)),
-        ("am_scale", dict(type=float, default=10.0)),
-        ("fst_inc_wts", dict(type=int, default=20)),
-    ):
-        add(name, help=argparse.SUPPRESS, **kw)
+    add("global_beam", type=float, default=d.global_beam, help="WFST search beam with --lm-dir (must be positive)")
+    add("lattice_beam", type=float, default=d.lattice_beam,
+        help="WFST lattice beam with --lm-dir (must be positive; it never changes the best path)")
+    add("am_scale", type=float, default=d.am_scale,
+        help="scale of the Paraformer's log-probabilities against the LM in the WFST search (must be positive)")
+    add("fst_inc_wts", type=int, default=d.fst_inc_wts,
+        help="hotword bias per matched token in the WFST search with --lm-dir (0 or more)")
+    # A flag of the reference that only matters for its GPU build; accepted so scripts run.
+    add("bladedisc", help=argparse.SUPPRESS, type=_bool, nargs="?", const=True, default=True)
     return p
+
+
+class _NamedFlag(argparse.Action):
+    """Stores the value and remembers that the flag was given (``<dest>_named``): a default and a
+    value the user typed are treated differently (``--lm-dir``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, self.dest + "_named", True)
+
+
+def _lm_settings(args: argparse.Namespace, settings: ServerSettings) -> None:
+    """``--lm-dir`` and the WFST search flags: ``none``/``''`` turn the LM off; beams must be positive."""
+    named = bool(getattr(args, "lm_dir_named", False))
+    value = (settings.lm_dir or "").strip()
+    settings.lm_dir = None if value.lower() in LM_OFF_VALUES else value
+    settings.lm_dir_is_default = settings.lm_dir is not None and not named
+    if settings.lm_revision is not None and not settings.lm_revision.strip():
+        settings.lm_revision = None
+    for name in ("global_beam", "lattice_beam", "am_scale"):
+        value = getattr(settings, name)
+        if not (math.isfinite(value) and value > 0):
+            raise CliError(f"--{name.replace('_', '-')} must be a positive number, got {value:g}")
+    if settings.fst_inc_wts < 0:
+        raise CliError(f"--fst-inc-wts must not be negative, got {settings.fst_inc_wts}")
 
 
 def settings_from_args(argv: Optional[Sequence[str]] = None, prog: str = PROG) -> ServerSettings:
@@ -166,11 +202,7 @@ def settings_from_args(argv: Optional[Sequence[str]] = None, prog: str = PROG) -
         raise CliError("--tls-only needs TLS: drop --certfile 0 (or give a certificate)")
     if settings.keyfile and not settings.certfile:
         raise CliError("--keyfile needs --certfile")
-    if settings.lm_dir:
-        raise CliError(
-            "--lm-dir: WFST decoding with an n-gram LM is not supported by this server yet. "
-            "Remove --lm-dir (recognition works without it)."
-        )
+    _lm_settings(args, settings)
     if settings.online_model_dir and not settings.vad_dir:
         raise CliError("the 2pass profile needs a VAD model: its segments drive both passes (give --vad-dir)")
     if settings.max_connections is not None and settings.max_connections < 1:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 from models.itn import ChineseItn
 from models.model_dir import ModelDirError, resolve_model_dir
@@ -26,20 +26,24 @@ from models.sensevoice import SenseVoiceSmall
 from models.two_pass import TwoPassRecognizer
 from models.vad import FsmnVadModel
 
-from .settings import ServerSettings
+from .settings import DEFAULT_LM_REVISION, ServerSettings
+
+MIB = 1 << 20
 
 log = logging.getLogger(__name__)
 
 
-def _local_dir(spec: str, settings: ServerSettings, revision: Optional[str]) -> Path:
+def _local_dir(spec: str, settings: ServerSettings, revision: Optional[str], flag: Optional[str] = None,
+               required: Tuple[str, ...] = (), revision_is_default: bool = False) -> Path:
     """A local directory for ``spec``: as given, or downloaded into ``--download-model-dir``."""
     download_dir = Path(settings.download_model_dir).expanduser() if settings.download_model_dir else None
-    return resolve_model_dir(spec, download_dir, revision)
+    return resolve_model_dir(spec, download_dir, revision, required=required, flag=flag,
+                             revision_is_default=revision_is_default)
 
 
 def _resolve(spec: str, settings: ServerSettings, revision: Optional[str], flag: str) -> DetectedModel:
     """Find (or download) the directory given to ``flag`` and check it holds a model that flag takes."""
-    return check_role(detect_model(_local_dir(spec, settings, revision)), flag)
+    return check_role(detect_model(_local_dir(spec, settings, revision, flag)), flag)
 
 
 def _open(flag: str, found: DetectedModel, factory, *args, **kwargs):
@@ -69,15 +73,112 @@ def _runtime(settings: ServerSettings) -> RuntimeOptions:
     return RuntimeOptions(device=settings.device, intra_op_threads=settings.model_thread_num)
 
 
+# ------------------------------------------------------------------ the n-gram LM (--lm-dir)
+
+#: The English Paraformer, which the reference never decodes with the (Chinese) LM, by its id.
+ENGLISH_MODEL_ID = "speech_paraformer-large_asr_nat-en-16k-common-vocab10020"
+#: The file an LM directory cannot do without (models.ngram_lm.TLG_FILE; not imported until an LM is used).
+TLG_FILE = "TLG.fst"
+#: Recognisers that decode through the LM: every offline Paraformer (contextual and SeACo too).
+LM_KINDS = (ModelKind.PARAFORMER, ModelKind.PARAFORMER_TIMESTAMP, ModelKind.CONTEXTUAL, ModelKind.SEACO)
+
+
+def _lm_skip_reason(settings: ServerSettings, found: DetectedModel) -> Optional[str]:
+    """Why this recogniser gets no LM (as in the reference), or None when it takes one."""
+    if found.kind is ModelKind.SENSEVOICE:
+        return "SenseVoiceSmall does not decode through an n-gram LM"
+    if _is_english(found) or ENGLISH_MODEL_ID in str(settings.model_dir):
+        return "the English model does not decode through the (Chinese) n-gram LM"
+    if found.kind not in LM_KINDS:
+        return f"{found.description} does not decode through an n-gram LM"
+    return None
+
+
+def _lm_unavailable(settings: ServerSettings, error: Exception) -> None:
+    """The default LM cannot be used: say so once and start without it; a named one stops the start."""
+    why = str(error).rstrip(".")
+    if settings.lm_dir_is_default:
+        log.warning("--lm-dir %s (the default) cannot be used: %s; starting without an n-gram LM; "
+                    "pass --lm-dir DIR or --lm-dir none", settings.lm_dir, why)
+        return
+    raise ModelDirError(f"--lm-dir {settings.lm_dir}: {why}; to start without an n-gram LM, pass --lm-dir none")
+
+
+def _resolve_lm(settings: ServerSettings, asr_found: DetectedModel) -> Optional[Path]:
+    """The LM directory to decode with, found (or downloaded) before any model is opened; None: greedy."""
+    if not settings.lm_dir:
+        return None
+    why = _lm_skip_reason(settings, asr_found)
+    if why is not None:
+        log.info("--lm-dir %s is not used: %s", settings.lm_dir, why)
+        return None
+    try:
+        # an earlier download is reused offline unless another revision than the reference's is asked for
+        return _local_dir(settings.lm_dir, settings, settings.lm_revision, "--lm-dir", required=(TLG_FILE,),
+                          revision_is_default=settings.lm_revision == DEFAULT_LM_REVISION)
+    except ModelDirError as exc:
+        _lm_unavailable(settings, exc)
+        return None
+
+
+_WFST_FLAGS = {"beam": "--global-beam", "lattice_beam": "--lattice-beam", "am_scale": "--am-scale",
+               "fst_inc_wts": "--fst-inc-wts"}
+
+
+def wfst_config(settings: ServerSettings):
+    """The search settings (``--global-beam`` ...); a bad value stops the start, naming the flag."""
+    from models.wfst_decoder import WfstConfig  # (imported by _attach_lm first)
+
+    try:
+        return WfstConfig(beam=settings.global_beam, lattice_beam=settings.lattice_beam, am_scale=settings.am_scale,
+                          fst_inc_wts=settings.fst_inc_wts)
+    except ValueError as exc:
+        flag = _WFST_FLAGS.get(str(exc).split(" ", 1)[0], "the WFST search settings")
+        raise ModelDirError(f"{flag}: {exc}") from None
+
+
+def _attach_lm(asr, lm_dir: Path, settings: ServerSettings) -> None:
+    """Load the graph once and hand it to the offline recogniser (shared by every connection and thread)."""
+    try:
+        from models.ngram_lm import load_lm_dir
+        from models.wfst_decoder import WfstDecoder
+    except ImportError as exc:  # numba is what the search needs beyond the core dependencies
+        _lm_unavailable(settings, ModelDirError(f"WFST decoding cannot be loaded ({exc}; pip install numba)"))
+        return
+    config = wfst_config(settings)
+    started = time.perf_counter()
+    try:
+        lm = load_lm_dir(lm_dir)
+        states, arcs = lm.graph.num_states, lm.graph.num_arcs
+        decoder = WfstDecoder(lm, asr.vocab.tokens, config)
+        del lm  # the decoder keeps the graph in its searched form only
+    except (ModelDirError, ValueError) as exc:
+        _lm_unavailable(settings, exc)
+        return
+    asr.use_lm(decoder)
+    log.info(
+        "n-gram LM: %s: TLG.fst %d states, %d arcs, %.1f MiB on disk, %.1f MiB in memory (shared by every "
+        "connection), loaded in %.2f s (global-beam %g, lattice-beam %g, am-scale %g, fst-inc-wts %d)",
+        lm_dir, states, arcs, decoder.file_bytes / MIB, decoder.memory_bytes / MIB,
+        time.perf_counter() - started, config.beam, config.lattice_beam, config.am_scale, config.fst_inc_wts,
+    )
+
+
+# ------------------------------------------------------------------ the profiles
+
+
 def _open_offline_parts(settings: ServerSettings, punctuator_factory):
-    """Resolve (and download) the offline ASR, VAD, punctuation and ITN, then open them."""
+    """Resolve (and download) the offline ASR, VAD, punctuation, ITN and LM, then open them."""
     runtime = _runtime(settings)
     asr_found = _resolve(settings.model_dir, settings, settings.model_revision, "--model-dir")
     vad_found = _resolve(settings.vad_dir, settings, settings.vad_revision, "--vad-dir") if settings.vad_dir else None
     punc_found = _resolve(settings.punc_dir, settings, settings.punc_revision, "--punc-dir") if settings.punc_dir else None
-    itn_dir = _local_dir(settings.itn_dir, settings, settings.itn_revision) if settings.itn_dir else None
+    itn_dir = _local_dir(settings.itn_dir, settings, settings.itn_revision, "--itn-dir") if settings.itn_dir else None
+    lm_dir = _resolve_lm(settings, asr_found)
 
     asr = open_recognizer(asr_found, settings)
+    if lm_dir is not None:
+        _attach_lm(asr, lm_dir, settings)
     vad = _open("--vad-dir", vad_found, FsmnVadModel, quantized=settings.vad_quant, options=runtime) if vad_found else None
     punc = _open("--punc-dir", punc_found, punctuator_factory, quantized=settings.punc_quant, options=runtime) if punc_found else None
     itn = ChineseItn(itn_dir)
@@ -85,12 +186,14 @@ def _open_offline_parts(settings: ServerSettings, punctuator_factory):
     if asr_found.sample_rate and vad is not None and asr_found.sample_rate != vad.sample_rate:
         log.info("the recogniser takes %d Hz audio, the VAD %d Hz: each hears the audio at its own rate",
                  asr_found.sample_rate, vad.sample_rate)
+    lm = getattr(asr, "lm", None)
     log.info(
-        "vad=%s, punc=%s (%s), itn=%s",
+        "vad=%s, punc=%s (%s), itn=%s, lm=%s",
         vad_found.model_dir if vad_found else "none",
         punc_found.model_dir if punc_found else "none",
         punc_found.description if punc_found else "-",
         itn_dir or "WeTextProcessing bundled grammar",
+        lm.directory if lm is not None else "none (greedy decoding)",
     )
     return asr, vad, punc, itn, asr_found
 

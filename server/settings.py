@@ -10,6 +10,16 @@ DEFAULT_PUNC_MODEL = "iic/punc_ct-transformer_zh-cn-common-vocab272727-onnx"
 #: Defaults of ``funasr-wss-server-2pass``, as in FunASR's ``run_server_2pass.sh``.
 DEFAULT_ONLINE_MODEL = "iic/speech_paraformer-large_asr_nat-zh-cn-16k-common-vocab8404-online-onnx"
 DEFAULT_REALTIME_PUNC_MODEL = "iic/punc_ct-transformer_zh-cn-common-vad_realtime-vocab272727-onnx"
+#: FunASR's C++ servers load this n-gram LM even without ``--lm-dir`` (it is the flag's default).
+DEFAULT_LM_MODEL = "damo/speech_ngram_lm_zh-cn-ai-wesp-fst"
+DEFAULT_LM_REVISION = "v1.0.2"
+#: ``--lm-dir`` values that turn the LM off, as in the reference (compared case-insensitively).
+LM_OFF_VALUES = ("", "none")
+#: WFST search defaults of the reference (``--global-beam``, ``--lattice-beam``, ``--am-scale``, ``--fst-inc-wts``).
+DEFAULT_GLOBAL_BEAM = 3.0
+DEFAULT_LATTICE_BEAM = 3.0
+DEFAULT_AM_SCALE = 10.0
+DEFAULT_FST_INC_WTS = 20
 
 
 @dataclass
@@ -26,7 +36,17 @@ class ServerSettings:
     punc_revision: Optional[str] = None
     itn_dir: Optional[str] = None
     itn_revision: Optional[str] = None
+    #: n-gram LM for WFST decoding of the offline Paraformer; None: off. The command line's default is
+    #: DEFAULT_LM_MODEL (as in the reference); a ServerSettings built in code has no LM unless it names one.
     lm_dir: Optional[str] = None
+    lm_revision: Optional[str] = DEFAULT_LM_REVISION
+    #: True when lm_dir is only the default (the user did not give --lm-dir): if it cannot be had, the
+    #: server starts without an LM and warns. False: the user named it, and a missing LM stops the start.
+    lm_dir_is_default: bool = False
+    global_beam: float = DEFAULT_GLOBAL_BEAM
+    lattice_beam: float = DEFAULT_LATTICE_BEAM
+    am_scale: float = DEFAULT_AM_SCALE
+    fst_inc_wts: int = DEFAULT_FST_INC_WTS
     hotword: Optional[str] = None
     quantize: bool = True
     vad_quant: bool = True

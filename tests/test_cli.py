@@ -20,7 +20,7 @@ import pytest
 from websockets.sync.client import connect
 
 from server.cli import PROG_2PASS, CliError, settings_from_args
-from server.settings import DEFAULT_ONLINE_MODEL, DEFAULT_PUNC_MODEL, DEFAULT_REALTIME_PUNC_MODEL
+from server.settings import DEFAULT_LM_MODEL, DEFAULT_ONLINE_MODEL, DEFAULT_PUNC_MODEL, DEFAULT_REALTIME_PUNC_MODEL
 from tests.paths import ASR_ONLINE_DIR, ASR_TIMESTAMP_DIR, AUDIO, PUNC_DIR, PUNC_REALTIME_DIR, VAD_DIR
 
 SERVER_CMD = [sys.executable, "-m", "server"]
@@ -34,6 +34,9 @@ def test_defaults_follow_the_reference():
     assert s.quantize and s.vad_quant and s.punc_quant
     assert (s.decoder_thread_num, s.model_thread_num, s.io_thread_num) == (8, 1, 2)
     assert s.itn_dir is None and s.certfile is None and s.device == "cpu"
+    # the n-gram LM is on by default, as in the C++ server, and only as a default (not named)
+    assert (s.lm_dir, s.lm_revision, s.lm_dir_is_default) == (DEFAULT_LM_MODEL, "v1.0.2", True)
+    assert (s.global_beam, s.lattice_beam, s.am_scale, s.fst_inc_wts) == (3.0, 3.0, 10.0, 20)
 
 
 def test_profiles_of_the_two_commands():
@@ -55,8 +58,23 @@ def test_dash_and_underscore_spellings():
     assert b.device == "cuda"
 
 
+def test_lm_flags():
+    named = settings_from_args(["--lm-dir", DEFAULT_LM_MODEL, "--lm-revision", "v1.0.1", "--global-beam", "5",
+                                "--lattice_beam", "4", "--am-scale", "8", "--fst-inc-wts", "0"])
+    assert (named.lm_dir, named.lm_revision, named.lm_dir_is_default) == (DEFAULT_LM_MODEL, "v1.0.1", False)
+    assert (named.global_beam, named.lattice_beam, named.am_scale, named.fst_inc_wts) == (5.0, 4.0, 8.0, 0)
+    for off in ("none", "NONE", "None", "", " "):
+        s = settings_from_args(["--lm_dir", off])
+        assert s.lm_dir is None and not s.lm_dir_is_default, off
+    assert settings_from_args(["--lm-dir", "/srv/lm"]).lm_dir == "/srv/lm"
+
+
 @pytest.mark.parametrize("argv,needle", [
-    (["--lm-dir", "damo/speech_ngram_lm_zh-cn-ai-wesp-fst"], "--lm-dir"),
+    (["--global-beam", "0"], "--global-beam"),
+    (["--global-beam", "nan"], "--global-beam"),
+    (["--lattice-beam", "-1"], "--lattice-beam"),
+    (["--am-scale", "0"], "--am-scale"),
+    (["--fst-inc-wts", "-1"], "--fst-inc-wts"),
     (["--online-model-dir", "/x", "--vad-dir", ""], "VAD"),
     (["--decoder-thread-num", "0"], "--decoder-thread-num"),
     (["--certfile", "0", "--tls-only"], "--tls-only"),
@@ -97,15 +115,24 @@ def _wait_until_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) 
     raise AssertionError("server did not become healthy")
 
 
+#: The hub as these tests see it: unreachable (nothing listens on the discard port), so a default model
+#: id that is not given as a fixture directory (the default --lm-dir) is "not available" at once, everywhere.
+NO_HUB = dict(os.environ, MODELSCOPE_DOMAIN="127.0.0.1:9")
+
+
 @contextlib.contextmanager
-def server_process(cmd: List[str], port: int):
+def server_process(cmd: List[str], port: int, own_port_flags: bool = False):
     """A server subprocess on ``port``; yields once it accepts connections, killed if still alive after.
 
-    Unless ``cmd`` says otherwise, its self-signed certificate goes to a temporary directory."""
+    Unless ``cmd`` says otherwise, its self-signed certificate goes to a temporary directory.
+    ``own_port_flags``: ``cmd`` is a complete command line (with its own --port), run as it is."""
     certs = tempfile.TemporaryDirectory()
-    extra = [] if "--certfile" in cmd or "--self-signed-dir" in cmd else ["--self-signed-dir", certs.name]
-    proc = subprocess.Popen(cmd + extra + ["--listen-ip", "127.0.0.1", "--port", str(port), "--decoder-thread-num", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if own_port_flags:
+        extra = []
+    else:
+        extra = [] if "--certfile" in cmd or "--self-signed-dir" in cmd else ["--self-signed-dir", certs.name]
+        extra += ["--listen-ip", "127.0.0.1", "--port", str(port), "--decoder-thread-num", "2"]
+    proc = subprocess.Popen(cmd + extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=NO_HUB)
     try:
         _wait_until_healthy(port, proc)
         yield proc
@@ -148,11 +175,10 @@ def test_server_process_serves_a_file_and_stops_cleanly_on_sigterm(tmp_path):
 
 
 def test_unreachable_hub_stops_at_once_with_advice(tmp_path):
-    env = dict(os.environ, MODELSCOPE_DOMAIN="127.0.0.1:9")  # nothing listens on the discard port
     started = time.time()
     proc = subprocess.run(
         SERVER_CMD + ["--port", str(_free_port()), "--download-model-dir", str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True, text=True, env=NO_HUB, timeout=60,
     )
     assert proc.returncode == 2
     assert time.time() - started < 30
@@ -165,7 +191,7 @@ def test_missing_model_file_is_named(tmp_path):
     (broken / "tokens.json").unlink()
     proc = subprocess.run(
         SERVER_CMD + ["--port", str(_free_port()), "--model-dir", str(broken), "--vad-dir", str(VAD_DIR), "--punc-dir", ""],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, env=NO_HUB,
     )
     assert proc.returncode == 2 and "tokens.json" in proc.stderr
 
@@ -261,7 +287,7 @@ def test_cuda_without_a_gpu_build_stops_with_a_clear_error():
     proc = subprocess.run(
         SERVER_CMD + ["--port", str(_free_port()), "--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR),
                       "--punc-dir", "", "--certfile", "0", "--gpu"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, env=NO_HUB,
     )
     assert proc.returncode == 2
     assert "CUDAExecutionProvider" in proc.stderr and "Traceback" not in proc.stderr
