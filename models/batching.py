@@ -27,6 +27,27 @@ def length_batches(lengths: Sequence[int], batch_size: int, max_frames: int) -> 
     return batches
 
 
+def ordered_batches(lengths: Sequence[int], batch_size: int, max_frames: int) -> List[List[int]]:
+    """Like :func:`length_batches` but in the segments' own order (consecutive runs).
+
+    For decoders with per-request state that carries from segment to segment
+    in order (the n-gram LM search's hash size, as in the reference).
+    """
+    batches: List[List[int]] = []
+    batch: List[int] = []
+    longest = 0
+    for idx, length in enumerate(lengths):
+        top = max(longest, length)
+        if batch and (len(batch) >= batch_size or top * (len(batch) + 1) > max_frames):
+            batches.append(batch)
+            batch, top = [], length
+        batch.append(idx)
+        longest = top
+    if batch:
+        batches.append(batch)
+    return batches
+
+
 def pad_features(feats: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
     """``[B, T_max, D]`` float32 zero-padded features and their ``[B]`` int32 lengths (non-empty input)."""
     lengths = np.array([f.shape[0] for f in feats], dtype=np.int32)

@@ -105,7 +105,19 @@ def split_lm_words(words: Sequence[str]) -> List[str]:
     return units
 
 
-def post_process(units: Sequence[str], spans: Optional[Sequence[Tuple[T, T]]] = None) -> Tuple[str, List[Tuple[T, T]]]:
+def lm_words(units: Sequence[str], spans: Optional[Sequence[Tuple[T, T]]] = None) -> Tuple[List[str], List[Tuple[T, T]]]:
+    """The words :func:`post_process` writes (special words skipped, ``@@`` pieces glued) with their spans.
+
+    These are what the offline pipeline joins, punctuates and times; ``" ".join``-ing
+    them the way :func:`post_process` does gives its text.
+    """
+    items: List[str] = []
+    post_process(units, spans, items)
+    return items, (post_process(units, spans)[1] if spans is not None else [])
+
+
+def post_process(units: Sequence[str], spans: Optional[Sequence[Tuple[T, T]]] = None,
+                 items: Optional[List[str]] = None) -> Tuple[str, List[Tuple[T, T]]]:
     """``PostProcess`` of util.cpp: the timestamp path's text and the stamps of its items.
 
     ``spans`` are the units' intervals (any unit: ms or seconds), one per unit, as
@@ -146,6 +158,8 @@ def post_process(units: Sequence[str], spans: Optional[Sequence[Tuple[T, T]]] = 
             combine = ""
             is_combining = False
 
+        if items is not None:
+            items.append(word.strip())
         if is_chinese_word(word):
             out.append(word)
             if spans is not None:

@@ -39,6 +39,8 @@ class Transcript:
     #: SenseVoiceSmall's ``language``/``emotion``/``event``: for each, the tag that covers the
     #: most speech among the segments (see :func:`dominant_tags`); empty for Paraformers.
     tags: Dict[str, str] = field(default_factory=dict)
+    #: Wall time the n-gram LM search took over all segments (0 without ``--lm-dir``).
+    lm_seconds: float = 0.0
 
 
 #: The tags a result message carries (``text_norm`` only echoes the request).
@@ -189,6 +191,7 @@ class OfflinePipeline:
         result) weigh the tags; equal weights without them.
         """
         tags = dominant_tags(results, durations or [1] * len(results))
+        lm_seconds = sum(r.lm_seconds for r in results)
         if results and all(r.punctuated for r in results):
             text = join_texts([r.text for r in results])
             return Transcript(text=text, raw_text=text, tags=tags,
@@ -222,7 +225,8 @@ class OfflinePipeline:
                     spans = moved
             text = normalised
         sentences = sentence_pieces(text, spans) if spans is not None else None
-        return Transcript(text=text, timestamps=spans, sentences=sentences, raw_text=raw, tags=tags)
+        return Transcript(text=text, timestamps=spans, sentences=sentences, raw_text=raw, tags=tags,
+                          lm_seconds=lm_seconds)
 
     def transcribe(self, waveform: np.ndarray, use_itn: bool = True, options: DecodeOptions = NO_OPTIONS) -> Transcript:
         """The whole offline pipeline on one utterance (mono float32 at :attr:`sample_rate`).

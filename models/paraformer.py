@@ -22,20 +22,24 @@ batch, since one request's segments share one hotword list.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .batching import length_batches, pad_features
-from .cif_timestamps import Span, TimestampMismatch, cif_token_spans, even_spans
+from .batching import length_batches, ordered_batches, pad_features
+from .cif_timestamps import Span, TimestampMismatch, cif_token_spans, even_spans, timestamp_onnx_spans
 from .config import load_config
 from .frontend import Frontend
 from .hotword_embedding import HotwordEmbedder
+from .lm_text import lm_words, split_lm_words
 from .model_dir import ModelDirError, pick_onnx_file
 from .onnx_session import RuntimeOptions, create_session
 from .tokens import Vocabulary, greedy_ids, join_words, load_token_list, tokens_to_words
+
+if TYPE_CHECKING:
+    from .wfst_decoder import WfstDecoder
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,10 @@ class DecodeOptions:
     language: str = "auto"
     #: SenseVoiceSmall: ``svs_itn`` (the model writes punctuation and numbers itself).
     text_norm: bool = True
+    #: The connection's n-gram LM search context (:class:`models.wfst_decoder.WfstContext`: its
+    #: weighted hotwords and the search's carried hash size); None: a fresh one per request.
+    #: Mutable and per connection, whose offline passes run one at a time.
+    lm_context: Optional[Any] = None
 
 
 NO_OPTIONS = DecodeOptions()
@@ -81,6 +89,8 @@ class AsrResult:
     #: True when ``text`` already has punctuation (SenseVoiceSmall with ``svs_itn``): the
     #: pipeline then runs neither the punctuation model nor ITN on it.
     punctuated: bool = False
+    #: Wall time of the n-gram LM search of this segment (0 without ``--lm-dir``).
+    lm_seconds: float = 0.0
 
     def shifted(self, offset_ms: int) -> "AsrResult":
         """The same result with its times moved by ``offset_ms`` (for a segment's start)."""
@@ -88,7 +98,7 @@ class AsrResult:
         if self.word_spans is not None:
             spans = [(s + offset_ms, e + offset_ms) for s, e in self.word_spans]
         return AsrResult(list(self.token_ids), list(self.tokens), list(self.words), spans, self.text,
-                         dict(self.tags), self.punctuated)
+                         dict(self.tags), self.punctuated, self.lm_seconds)
 
 
 #: The extra input of contextual and SeACo Paraformer graphs.
@@ -131,6 +141,12 @@ class OfflineParaformer:
         #: Most segments per onnxruntime call, and most padded LFR frames per call.
         self.batch_size = max(1, int(batch_size))
         self.max_batch_frames = max_batch_frames
+        #: The n-gram LM search that replaces the greedy argmax (``--lm-dir``); None: greedy.
+        self.lm: Optional["WfstDecoder"] = None
+
+    def use_lm(self, decoder: Optional["WfstDecoder"]) -> None:
+        """Decode through ``decoder`` (an n-gram LM over this model's vocabulary) from now on; None: greedy."""
+        self.lm = decoder
 
     def _open_embedder(self, quantized: bool, options: RuntimeOptions) -> HotwordEmbedder:
         """The ``model_eb`` graph next to the model, checked against ``bias_embed``'s width."""
@@ -166,9 +182,22 @@ class OfflineParaformer:
         return self.recognize_features([self.features(w) for w in waveforms], options)
 
     def recognize_features(self, feats: Sequence[np.ndarray], options: DecodeOptions = NO_OPTIONS) -> List[AsrResult]:
-        """Decode precomputed features, batching by length to limit padding."""
+        """Decode precomputed features, batching by length to limit padding.
+
+        With an LM the segments go in their own order: the search's state
+        carries from one segment to the next, as in the reference (whose CPU
+        runtime decodes one segment at a time), and a request without a
+        connection context gets one context for all its segments.
+        """
         results: List[Optional[AsrResult]] = [None] * len(feats)
-        for batch in length_batches([f.shape[0] for f in feats], self.batch_size, self.max_batch_frames):
+        lengths = [f.shape[0] for f in feats]
+        if self.lm is not None:
+            if options.lm_context is None:
+                options = replace(options, lm_context=self.lm.new_context())
+            batches = ordered_batches(lengths, self.batch_size, self.max_batch_frames)
+        else:
+            batches = length_batches(lengths, self.batch_size, self.max_batch_frames)
+        for batch in batches:
             self._run_batch(feats, batch, results, options)
         return [r if r is not None else AsrResult() for r in results]
 
@@ -220,11 +249,41 @@ class OfflineParaformer:
         logits = named.get("logits", outputs[0])
         token_num = named.get("token_num", outputs[1])
         peaks = named.get("us_cif_peak", outputs[3] if len(outputs) >= 4 else None)
+        alphas = named.get("us_alphas", outputs[2] if len(outputs) >= 4 else None)
         for row, i in enumerate(live):
-            peak_row = None
+            peak_row = alpha_row = None
             if peaks is not None:
                 peak_row = peaks[row][: int(lengths[row]) * UPSAMPLE]
-            results[i] = self._decode_one(logits[row], int(token_num[row]), peak_row, int(lengths[row]))
+                alpha_row = alphas[row][: int(lengths[row]) * UPSAMPLE] if alphas is not None else None
+            if self.lm is not None:
+                results[i] = self._decode_with_lm(logits[row], int(token_num[row]), alpha_row, peak_row,
+                                                  int(lengths[row]), options.lm_context)
+            else:
+                results[i] = self._decode_one(logits[row], int(token_num[row]), peak_row, int(lengths[row]))
+
+    def _decode_with_lm(self, logits: np.ndarray, token_num: int, alpha_row: Optional[np.ndarray],
+                        peak_row: Optional[np.ndarray], frames: int, context: Any) -> AsrResult:
+        """The n-gram LM's words instead of the argmax (shared/lm-decoding.md §2).
+
+        The LM emits one AM token per CIF position, but its words (an English word
+        spelt by several BPE pieces) need not match the peaks one to one; the
+        times then come from the CIF weights, rescaled to the LM's unit count, as
+        FunASR's C++ ``TimestampOnnx`` does, not from an even spread.
+        """
+        decoded = self.lm.decode(logits, token_num, context)
+        units = split_lm_words(decoded.words)
+        spans: Optional[List[Span]] = None
+        if peak_row is not None:
+            try:
+                if alpha_row is None:
+                    raise TimestampMismatch("the model gives no us_alphas")
+                spans = timestamp_onnx_spans(alpha_row, peak_row, len(units))
+            except TimestampMismatch as exc:
+                log.debug("LM timestamps fall back to even spacing: %s", exc)
+                spans = even_spans(len(units), frames * 60)
+        words, word_spans = lm_words(units, spans)
+        return AsrResult(decoded.word_ids, list(decoded.words), words, word_spans if spans is not None else None,
+                         join_words(words), lm_seconds=decoded.seconds)
 
     def _decode_one(self, logits: np.ndarray, token_num: int, peak_row: Optional[np.ndarray], frames: int) -> AsrResult:
         ids = greedy_ids(logits, token_num, self.predictor_bias, self.vocab)

@@ -13,7 +13,7 @@ servers carry on whatever the hotwords, but without a word to the client (a
 hotword whose weight is a string vanishes, a word longer than 10 characters is
 cut short).  Refusing the whole configuration instead, as we once did, cost the
 client its ``chunk_size`` and with it every result.  So a bad hotword (too
-long, empty, a weight that is not an integer from 1 to 100, one over the count
+long, empty, a weight that is not an integer from 0 to 100, one over the count
 limit) or a ``hotwords`` value that cannot be read at all is dropped, the rest
 of the configuration and every valid hotword are used, and the client is
 *told*: one ``warning`` message naming each dropped hotword and why (see
@@ -30,7 +30,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from .protocol import shown
 
 DEFAULT_WEIGHT = 20
-MIN_WEIGHT, MAX_WEIGHT = 1, 100
+#: Weight 0 is a hotword all the same for the n-gram LM: each matched token still earns ``--fst-inc-wts``.
+MIN_WEIGHT, MAX_WEIGHT = 0, 100
 MAX_WORD_CHARS = 10
 MAX_WORDS = 1000
 #: What separates plain hotwords: whitespace, ASCII/full-width commas, the enumeration comma, semicolons.
@@ -199,6 +200,18 @@ def warning_text(dropped: List[Dropped], kept: int) -> str:
     else:
         rest = "the rest of the configuration is used"
     return f"dropped {n} hotword{'s' if n != 1 else ''}: {named}; {rest}"
+
+
+def lm_spelling_text(problems: List[Dropped], reaches_lm: bool) -> Optional[str]:
+    """What the n-gram LM did to the client's hotwords (a piece missing from its lexicon, a token
+    missing from the model), or None when it took every one as sent."""
+    if not problems:
+        return None
+    named = ", ".join(f"{_shown(word)} ({why})" for word, why in problems[:WARNING_NAMES])
+    if len(problems) > WARNING_NAMES:
+        named += f" and {len(problems) - WARNING_NAMES} more"
+    tail = "" if reaches_lm else "; no hotword reaches the n-gram LM"
+    return f"the n-gram LM cannot spell {len(problems)} hotword{'s' if len(problems) != 1 else ''} as sent: {named}{tail}"
 
 
 def unreadable_text(reason: str) -> str:

@@ -8,7 +8,8 @@ things happen:
 * ``funasr_connections{mode}``: open WebSocket sessions by their current mode;
 * ``funasr_decode_queue_depth``: model jobs submitted and not finished;
 * ``funasr_audio_seconds_total{mode}``: audio recognised;
-* ``funasr_stage_seconds{stage}``: time of each kind of model job, from submit to result;
+* ``funasr_stage_seconds{stage}``: time of each kind of model job, from submit to result, and
+  ``stage="lm_search"``: the n-gram LM search inside them (``--lm-dir``), per utterance or 2pass segment;
 * ``funasr_buffered_audio_bytes``: client audio held in memory, all connections;
 * ``funasr_errors_total{kind}``: errors answered or refusals, by kind (``idle_timeout``
   counts connections closed for silence, ``server_audio_budget`` uploads refused for memory).

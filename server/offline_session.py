@@ -113,6 +113,8 @@ class OfflineSession(Session):
             del audio
             self.release_audio()
         self.metrics.stage("offline_utterance", time.perf_counter() - started)
+        if outcome.transcript.lm_seconds:
+            self.metrics.stage("lm_search", outcome.transcript.lm_seconds)
         self.metrics.audio("offline", outcome.audio_seconds)
         if outcome.error:
             self.metrics.error("audio")

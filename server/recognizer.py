@@ -16,6 +16,7 @@ from models.audio import DEFAULT_MAX_DECODE_SECONDS, AudioDecodeError, StreamRes
 from models.offline_pipeline import REPORTED_TAGS, OfflinePipeline, Transcript
 from models.paraformer import DecodeOptions
 from models.two_pass import PartialText, SegmentText, StreamEvent, TwoPassRecognizer
+from models.wfst_decoder import WfstContext
 
 __all__ = [
     "AudioDecodeError",
@@ -30,10 +31,12 @@ __all__ = [
     "decode_utterance",
     "embed_hotwords",
     "failed_outcome",
+    "lm_context",
     "sentences_json",
     "supports_hotwords",
     "tag_fields",
     "transcribe_utterance",
+    "uses_lm",
 ]
 
 log = logging.getLogger(__name__)
@@ -76,9 +79,23 @@ def embed_hotwords(models: Models, words: Sequence[str]) -> HotwordEmbedding:
     return _embed_cached(asr.hotwords, tuple(words))
 
 
-def decode_options(hotwords: HotwordEmbedding, svs_lang: str = "auto", svs_itn: bool = True) -> DecodeOptions:
-    """One utterance's model settings: the connection's hotwords and the request's SenseVoice fields."""
-    return DecodeOptions(hotword_bias=hotwords.bias, language=svs_lang, text_norm=svs_itn)
+def decode_options(
+    hotwords: HotwordEmbedding, svs_lang: str = "auto", svs_itn: bool = True, lm_context: Optional[WfstContext] = None
+) -> DecodeOptions:
+    """One utterance's model settings: the connection's hotwords (neural and LM) and the request's SenseVoice fields."""
+    return DecodeOptions(hotword_bias=hotwords.bias, language=svs_lang, text_norm=svs_itn, lm_context=lm_context)
+
+
+def uses_lm(models: Optional[Models]) -> bool:
+    """Whether the offline passes decode through an n-gram LM (``--lm-dir``)."""
+    return getattr(_offline_model(models), "lm", None) is not None
+
+
+def lm_context(models: Models, hotwords: Dict[str, int]) -> Optional[WfstContext]:
+    """A connection's LM search context with its weighted hotwords spelt (runs in the decoder pool
+    when there are hotwords); None without an LM."""
+    decoder = getattr(_offline_model(models), "lm", None)
+    return decoder.new_context(hotwords) if decoder is not None else None
 
 
 def tag_fields(transcript: Transcript) -> Dict[str, str]:

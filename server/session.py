@@ -14,6 +14,7 @@ from .audio_budget import AudioBudget, unlimited
 
 from .decoder_pool import DecoderPool, JobSkipped
 from .hotwords import (
+    lm_spelling_text,
     ClientHotwordsUnreadable,
     merge_hotwords,
     parse_client_hotwords,
@@ -23,7 +24,15 @@ from .hotwords import (
 )
 from .logs import ConnectionLog
 from .metrics import UNUSED, ServerMetrics
-from .recognizer import DecodeLimits, HotwordEmbedding, decode_options, embed_hotwords, supports_hotwords
+from .recognizer import (
+    DecodeLimits,
+    HotwordEmbedding,
+    decode_options,
+    embed_hotwords,
+    lm_context,
+    supports_hotwords,
+    uses_lm,
+)
 from .protocol import (
     ClientConfig,
     ControlMessage,
@@ -113,6 +122,8 @@ class Session:
         self.hotwords: Dict[str, int] = dict(self.server_hotwords)
         #: :attr:`hotwords` embedded for the offline model, once, at the first message.
         self.hotword_embedding = HotwordEmbedding()
+        #: The n-gram LM's search context (BiasLm of :attr:`hotwords`), once, at the first message.
+        self.lm_context = None
         self.utterances = 0
 
     @property
@@ -200,7 +211,7 @@ class Session:
     def decode_options(self, cfg: Optional[ClientConfig] = None):
         """The model settings of an utterance configured by ``cfg`` (the current configuration by default)."""
         cfg = cfg or self.config
-        return decode_options(self.hotword_embedding, cfg.svs_lang, cfg.svs_itn)
+        return decode_options(self.hotword_embedding, cfg.svs_lang, cfg.svs_itn, self.lm_context)
 
     async def _read_hotwords(self, value: object) -> None:
         """Merge the client's hotwords into the server's, embed them once when the model takes
@@ -223,14 +234,37 @@ class Session:
             self.hotword_embedding = await self.run_job(embed_hotwords, self.models, list(self.hotwords))
             client, lost = unspellable(client, list(self.hotword_embedding.rejected))
             dropped += lost
+        lm_notes = await self._prepare_lm(client)
         if dropped:
             warning = warning_text(dropped, kept=len(client))
+        if lm_notes:
+            warning = f"{warning}; {lm_notes}" if warning else lm_notes
         if value is not None or self.hotwords:
             self.log.info("%d hotwords for this connection (%d from the server's list)", len(self.hotwords), len(self.server_hotwords))
         if warning is not None:
             self.log.info("hotwords: %s", warning)
             self.metrics.error("bad_hotword")
             await self.send_warning(warning)
+
+    async def _prepare_lm(self, client: Dict[str, int]) -> Optional[str]:
+        """Spell the merged hotwords for the n-gram LM (BiasLm) once for the connection.
+
+        Returns what the client should hear about its own words: those the LM's
+        lexicon or the model's vocabulary cannot spell (the reference drops them
+        without a word), or None."""
+        if not uses_lm(self.models):
+            return None
+        if not self.hotwords:
+            self.lm_context = lm_context(self.models, {})
+            return None
+        self.lm_context = await self.run_job(lm_context, self.models, self.hotwords)
+        for word, why in self.lm_context.problems:
+            if word not in client:
+                self.log.info("--hotword %r and the n-gram LM: %s", word, why)
+        return lm_spelling_text(
+            [(w, why) for w, why in self.lm_context.problems if w in client],
+            reaches_lm=self.lm_context.bias is not None,
+        )
 
     async def send_warning(self, warning: str) -> None:
         """Tell the client something that failed nothing: one message without text, not final."""

@@ -240,6 +240,9 @@ class StreamingSession(Session):
             await self._send_online(events, final, cfg, error)
             return
         segments = [ev for ev in events if isinstance(ev, SegmentText)]
+        for ev in segments:
+            if ev.transcript.lm_seconds:
+                self.metrics.stage("lm_search", ev.transcript.lm_seconds)
         last_segment = segments[-1] if final and segments else None
         for ev in events:
             if isinstance(ev, PartialText):

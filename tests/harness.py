@@ -54,8 +54,10 @@ class ServerThread:
         web_page: bool = True,
         max_buffered_audio_bytes: Optional[int] = None,
         max_queue_bytes: Optional[int] = None,
+        server_hotwords: Optional[dict] = None,
     ):
         self.tls = tls
+        self.server_hotwords = server_hotwords
         self.extra_options = {
             k: v
             for k, v in (("max_buffered_audio_bytes", max_buffered_audio_bytes), ("max_queue_bytes", max_queue_bytes))
@@ -80,7 +82,7 @@ class ServerThread:
             host="127.0.0.1", port=0, max_message_bytes=self.max_message_bytes, limits=self.limits, access=self.access,
             tls=self.tls, web_page=self.web_page, **self.extra_options,
         )
-        self.server = AsrServer(self.models, pool, options)
+        self.server = AsrServer(self.models, pool, options, self.server_hotwords)
         self.loop.run_until_complete(self.server.start())
         self._started.set()
         self.loop.run_forever()

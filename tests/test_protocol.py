@@ -151,7 +151,7 @@ def test_json_hotword_keys_are_kept_whole():
 
 
 @pytest.mark.parametrize("bad,why", [
-    ('{"阿里巴巴": 0}', "between 1 and 100"), ('{"阿里巴巴": 101}', "between 1 and 100"),
+    ('{"阿里巴巴": -1}', "between 0 and 100"), ('{"阿里巴巴": 101}', "between 0 and 100"),
     ('{"阿里巴巴": "x"}', "not an integer"), ('{"阿里巴巴": 2.5}', "not an integer"), ('{"阿里巴巴": null}', "not an integer"),
     ('{"阿里巴巴": true}', "not an integer"),
     ('{"一二三四五六七八九十一": 20}', "longer than 10"), ("一二三四五六七八九十一", "longer than 10"),
@@ -191,8 +191,8 @@ def test_too_many_hotwords_keep_the_first_thousand():
 
 
 def test_the_warning_names_each_dropped_hotword_and_why():
-    text = warning_text([("一二三四五六七八九十一", "longer than 10 characters"), ("a", "weight 0 is not between 1 and 100")], kept=2)
-    assert "'一二三四五六七八九十一' (longer than 10 characters)" in text and "'a' (weight 0" in text
+    text = warning_text([("一二三四五六七八九十一", "longer than 10 characters"), ("a", "weight -1 is not between 0 and 100")], kept=2)
+    assert "'一二三四五六七八九十一' (longer than 10 characters)" in text and "'a' (weight -1" in text
     assert text.startswith("dropped 2 hotwords") and "2 other hotwords" in text
     assert "configuration is used" in warning_text([("a", "x")], kept=0)
     many = warning_text([(f"w{i}", "why") for i in range(30)] + [("x" * 5000, "long")], kept=0)

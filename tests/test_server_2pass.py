@@ -385,7 +385,7 @@ def online_reference(two_pass_server) -> List[dict]:
 @pytest.mark.parametrize("hotwords,dropped", [
     ('{"阿里巴巴": "heavy", "达摩院": 20}', ["阿里巴巴"]),
     ('{"阿里巴巴": 101}', ["阿里巴巴"]),
-    ('{"阿里巴巴": 0, "two words": 20, "": 5}', ["阿里巴巴", ""]),
+    ('{"阿里巴巴": -1, "two words": 20, "": 5}', ["阿里巴巴", ""]),
     ("一二三四五六七八九十一 达摩院", ["一二三四五六七八九十一"]),
     ("{" + ",".join(f'"w{i}": 5' for i in range(1001)) + "}", ["w1000"]),
     ('{"x": 1', None),  # unreadable: no hotword of the client's, all the rest applied
@@ -460,14 +460,14 @@ def test_a_hotword_warning_is_logged_counted_and_sent_once(caplog):
 
     session = _session(send, server_hotwords={"魔搭": 5})
     config = {**CONFIG, "mode": "2pass", "wav_name": "hw", "itn": False,
-              "hotwords": '{"阿里巴巴": 0, "一二三四五六七八九十一": 20, "达摩院": 30}'}
+              "hotwords": '{"阿里巴巴": -1, "一二三四五六七八九十一": 20, "达摩院": 30}'}
     with caplog.at_level(logging.INFO, logger="server.session"):
         asyncio.run(session.on_text(json.dumps(config, ensure_ascii=False)))
     assert len(sent) == 1
     # labelled like the final results of the mode: FunASR's Python client (until 2026-07) ends its offline
     # mode on any message labelled "offline"
     assert sent[0] == {"mode": "2pass-offline", "wav_name": "hw", "text": "", "is_final": False, "warning": sent[0]["warning"]}
-    assert "'阿里巴巴' (weight 0 is not between 1 and 100)" in sent[0]["warning"]
+    assert "'阿里巴巴' (weight -1 is not between 0 and 100)" in sent[0]["warning"]
     assert "'一二三四五六七八九十一' (longer than 10 characters)" in sent[0]["warning"]
     # everything else applied, the valid hotword merged with the server's
     assert session.configured and session.config.chunk_size == (5, 10, 5) and session.config.itn is False

@@ -93,11 +93,11 @@ def test_words_outside_the_vocabulary_are_reported_and_the_rest_used(server_on):
 def test_limits_are_reported_not_fatal(server_on):
     model_dir, server = server_on
     pcm = pcm_of(CLIP[model_dir])
-    bad = {"一二三四五六七八九十一": 20, WORDS[0]: 0, WORDS[1]: "heavy", WORDS[2]: 20}
+    bad = {"一二三四五六七八九十一": 20, WORDS[0]: -1, WORDS[1]: "heavy", WORDS[2]: 20}
     msg = offline_text(server, pcm, hotwords=json.dumps(bad, ensure_ascii=False))
     warning = msg["warning"]
     assert "longer than 10 characters" in warning
-    assert "weight 0 is not between 1 and 100" in warning
+    assert "weight -1 is not between 0 and 100" in warning
     assert 'weight "heavy" is not an integer' in warning
     assert msg["text"] == offline_text(server, pcm, hotwords=WORDS[2])["text"]
 

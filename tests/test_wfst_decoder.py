@@ -281,3 +281,16 @@ def test_bias_lm_words_and_tokens():
     bias, problems = build_bias_lm({"肝斜": 20, "蘅猫": 15}, lm().lexicon, tokens, 20.0, len(tokens))
     assert [w for w, _, _ in bias.words] == ["肝斜", "蘅猫"]
     assert bias.words[1][1] == (tokens["蘅"],) and problems and problems[0][0] == "蘅猫"
+
+
+def test_a_search_that_outgrows_its_scratch_runs_again_with_more(monkeypatch):
+    """Each thread's scratch starts small and doubles; a search that runs out starts over, same words."""
+    import models.wfst_decoder as wfst_decoder
+
+    monkeypatch.setattr(wfst_decoder, "INITIAL_CAPACITY", 16)
+    small = WfstDecoder(lm(), asr().vocab.tokens)
+    clip = "zh04_triton_long.wav"
+    context = small.new_context(GOLDEN[clip]["hotword_sets"]["hw_mixed"])
+    (logp, token_num), = segment_logp(clip)
+    assert small.decode(logp, token_num, context).word_ids == GOLDEN[clip]["lm"]["hw_mixed"][0]["words"]
+    assert small._thread_scratch().capacity > 16
