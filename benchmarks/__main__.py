@@ -10,7 +10,10 @@ same command measures trained or untrained models alike.  Sections:
   funasr-onnx and the models alone (:mod:`benchmarks.offline_compare`);
 * streaming: 2pass first delta, chunk lag, final-after-end, the largest
   real-time stream count (:mod:`benchmarks.stream_latency`);
-* memory: server RSS idle, at its peak in each section, per open connection.
+* memory: server RSS idle, at its peak in each section, per open connection;
+* lm (not in the default run): what ``--lm-dir`` costs: graph memory and load
+  time, WFST search ÷ Paraformer per segment, throughput with vs without the LM
+  (:mod:`benchmarks.lm_cost`).
 
 Every figure comes from the clients' clocks against the server running as its
 own process (``python -m server``), exactly as users start it.
@@ -27,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import offline_compare, report, stream_latency  # noqa: E402
+from benchmarks import lm_cost, offline_compare, report, stream_latency  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--model-root", required=True, type=Path, help="directory holding the official model directory names")
     ap.add_argument("--quantize", action="store_true", help="int8 model_quant.onnx everywhere")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results", help="where the report goes")
-    ap.add_argument("--sections", default="offline,streaming", help="offline, streaming or both")
+    ap.add_argument("--sections", default="offline,streaming", help="comma-separated: offline, streaming, lm")
     ap.add_argument("--concurrency", default="1,2,4,8,16", help="offline client counts")
     ap.add_argument("--rounds", type=int, default=1, help="offline: times the file list is sent at each count")
     ap.add_argument("--repeat", type=int, default=3, help="offline: measurements per count and system; the best is kept")
@@ -47,13 +50,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--decoder-thread-num", type=int, default=2)
     ap.add_argument("--offline-audio", nargs="*", type=Path, default=None, help="offline files (default: fixture clips)")
     ap.add_argument("--stream-audio", nargs="*", type=Path, default=None, help="files joined into the streamed utterance")
+    ap.add_argument("--lm-dir", type=Path, default=None,
+                    help=f"lm: the n-gram LM directory (default: <model-root>/{lm_cost.LM})")
+    ap.add_argument("--lm-connections", type=int, default=lm_cost.CONNECTIONS,
+                    help="lm: idle connections (20 hotwords each) for the RSS with the LM")
     return ap.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
-    unknown = sections - {"offline", "streaming"}
+    unknown = sections - {"offline", "streaming", "lm"}
     if unknown:
         print(f"unknown section(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
@@ -77,16 +84,20 @@ def main(argv=None) -> int:
         results["streaming"] = stream_latency.run(
             args.model_root, args.quantize, [int(n) for n in args.streams.split(",")], args.lockstep,
             args.stream_audio, args.decoder_thread_num, args.idle_connections, log=log)
+    if "lm" in sections:
+        results["lm"] = lm_cost.run(args.model_root, args.quantize, args.lm_dir, args.offline_audio,
+                                    args.decoder_thread_num, args.repeat, args.lm_connections, log=log)
     results["seconds"] = round(time.perf_counter() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False), encoding="utf-8")
     text = report.markdown(results)
     (args.out / "report.md").write_text(text, encoding="utf-8")
-    drew = report.plot(results, args.out / "report.png")
+    plotted = bool(results.get("offline") or results.get("streaming"))  # the lm section has no plot
+    drew = plotted and report.plot(results, args.out / "report.png")
     print(text)
     written = ["results.json", "report.md"] + (["report.png"] if drew else [])
     log(f"wrote {', '.join(str(args.out / w) for w in written)}"
-        + ("" if drew else " (no plot: pip install 'funasr-wss-server[bench]' for matplotlib)"))
+        + ("" if drew or not plotted else " (no plot: pip install 'funasr-wss-server[bench]' for matplotlib)"))
     return 0
 
 

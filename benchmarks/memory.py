@@ -38,24 +38,28 @@ class RssSampler:
                 return
 
 
-async def per_connection_mib(url: str, pid: int, count: int, mode: str = "2pass", settle: float = 1.0) -> dict:
+async def per_connection_mib(url: str, pid: int, count: int, mode: str = "2pass", settle: float = 1.0,
+                             extra_config: Optional[dict] = None, silence: bytes = bytes(19200)) -> dict:
     """RSS growth per open connection: ``count`` clients configure a stream and send 600 ms of silence, then wait.
 
     Each holds a live session (VAD and online-model state, buffers) at the
     moment the server's RSS is read; the difference from before they connected,
-    divided by ``count``, is what one idle connection costs.
+    divided by ``count``, is what one idle connection costs.  ``extra_config``
+    goes into each first message (``hotwords``: what a connection adds with an LM);
+    ``silence=b""`` sends no audio, so only the configured session is counted.
     """
     from websockets.asyncio.client import connect
 
     before = rss_mib(pid)
-    silence = bytes(19200)
     sockets: List = []
     try:
         for k in range(count):
             ws = await connect(url, max_size=None, open_timeout=60)
             sockets.append(ws)
-            await ws.send(json.dumps({"mode": mode, "chunk_size": [5, 10, 5], "wav_name": f"idle{k}", "audio_fs": 16000}))
-            await ws.send(silence)
+            await ws.send(json.dumps({"mode": mode, "chunk_size": [5, 10, 5], "wav_name": f"idle{k}", "audio_fs": 16000,
+                                      **(extra_config or {})}, ensure_ascii=False))
+            if silence:
+                await ws.send(silence)
         await asyncio.sleep(settle)
         during = rss_mib(pid)
     finally:

@@ -6,6 +6,8 @@ import platform
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from benchmarks.lm_cost import MAX_MEMORY_RATIO, MAX_SEARCH_RATIO, MIN_THROUGHPUT_RATIO
+
 
 def machine() -> Dict[str, object]:
     """What the figures were measured on."""
@@ -88,6 +90,49 @@ def memory_table(results: Dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def _mark(ok: bool) -> str:
+    return "✓" if ok else "✗"
+
+
+def lm_table(lm: Dict[str, object]) -> str:
+    """The LM section: one row per figure, each target with ✓/✗ (:mod:`benchmarks.lm_cost`)."""
+    g, s, srv = lm["graph"], lm["search"], lm["server"]
+    rss = srv["server_rss"]
+    mib = 2 ** 20
+
+    def conn(name: str) -> str:
+        c = rss[name]["idle_connections"]
+        return f"{c['rss_with_them_mib'] - c['rss_before_mib']:+.1f} MiB ({c['per_connection_kib']:.0f} KiB each)"
+
+    def per_segment(key: str) -> str:
+        r = s[key]
+        return (f"median {r['median']:.1%}, p95 {r['p95']:.1%}, max {r['max']:.1%}; "
+                f"whole corpus {r['total']:.1%}")
+
+    lines = [
+        "| figure | measured | target |", "|---|---|---|",
+        f"| TLG.fst | {g['states']:,} states, {g['arcs']:,} arcs, {g['file_bytes'] / mib:.1f} MiB | |",
+        f"| load: `load_lm_dir` + `WfstDecoder` (graph conversion) | {g['load_lm_dir_s']:.2f} s + {g['decoder_s']:.2f} s | |",
+        f"| search graph in memory ÷ TLG file | {g['memory_over_file']:.2f} ({g['memory_bytes'] / mib:.1f} MiB) | "
+        f"≤ {MAX_MEMORY_RATIO} {_mark(g['meets_target'])} |",
+        f"| server RSS idle: with LM − without | {rss['lm']['idle_mib']:.0f} − {rss['none']['idle_mib']:.0f} = "
+        f"{srv['lm_minus_none_idle_mib']:.0f} MiB | |",
+        f"| {srv['connections']} idle connections, {len(lm['hotwords'])} hotwords each | with LM {conn('lm')}; "
+        f"without {conn('none')} | |",
+        f"| server RSS after the load: with LM − without | {rss['lm']['after_load_mib']:.0f} − "
+        f"{rss['none']['after_load_mib']:.0f} = {rss['lm']['after_load_mib'] - rss['none']['after_load_mib']:.0f} MiB | |",
+        f"| search ÷ Paraformer call per segment, no hotwords | {per_segment('no_hotwords')} | "
+        f"each ≤ {MAX_SEARCH_RATIO:.0%} {_mark(s['no_hotwords']['meets_target'])} |",
+        f"| same, {len(lm['hotwords'])} hotwords | {per_segment('hotwords')} | "
+        f"each ≤ {MAX_SEARCH_RATIO:.0%} {_mark(s['hotwords']['meets_target'])} |",
+    ]
+    for r in srv["throughput"]:
+        lines.append(f"| throughput, {r['concurrency']} client{'s' if r['concurrency'] > 1 else ''}: with LM ÷ without | "
+                     f"{r['with_lm']:.2f}× ÷ {r['without_lm']:.2f}× = {r['ratio']:.2f} | "
+                     f"≥ {MIN_THROUGHPUT_RATIO} {_mark(r['meets_target'])} |")
+    return "\n".join(lines)
+
+
 def markdown(results: Dict[str, object]) -> str:
     m = results["machine"]
     out: List[str] = [
@@ -113,7 +158,19 @@ def markdown(results: Dict[str, object]) -> str:
                 f"Each stream sends the same {st['audio_seconds']} s utterance in real time (600 ms chunks, "
                 "`chunk_size [5, 10, 5]`); chunk lag = delta arrival − send time of the chunk holding its `end_time`.",
                 "", streaming_table(st)]
-    out += ["", "## Memory (server RSS)", "", memory_table(results), ""]
+    if results.get("lm"):
+        lm = results["lm"]
+        srv, search = lm["server"], lm["search"]
+        out += ["", "## n-gram LM (`--lm-dir`)", "",
+                f"`{lm['graph']['directory']}`. Search cost: every VAD segment of the offline files "
+                f"({search['segments']} segments, {search['speech_seconds']} s of speech), the Paraformer's onnxruntime "
+                f"call and the WFST search each timed in one process on one thread, best of {search['repeat']}. "
+                f"Throughput: the server started with the LM and with `--lm-dir none`, offline clients over "
+                f"{srv['files']} files ({srv['audio_seconds']} s), the two measured alternately, best of {srv['repeat']}.",
+                "", lm_table(lm)]
+    if results.get("offline") or results.get("streaming"):
+        out += ["", "## Memory (server RSS)", "", memory_table(results)]
+    out.append("")
     return "\n".join(out)
 
 

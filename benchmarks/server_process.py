@@ -18,6 +18,7 @@ ONLINE = "speech_paraformer-large_asr_nat-zh-cn-16k-common-vocab8404-online-onnx
 VAD = "speech_fsmn_vad_zh-cn-16k-common-onnx"
 PUNC = "punc_ct-transformer_zh-cn-common-vocab272727-onnx"
 PUNC_REALTIME = "punc_ct-transformer_zh-cn-common-vad_realtime-vocab272727-onnx"
+LM = "speech_ngram_lm_zh-cn-ai-wesp-fst"
 
 
 def free_port() -> int:
@@ -36,14 +37,20 @@ def rss_mib(pid: int) -> float:
 
 
 def server_command(model_root: Path, profile: str, quantize: bool, decoder_threads: int, port: int,
-                   extra: Optional[List[str]] = None) -> List[str]:
-    """``funasr-wss-server`` on the official directory names under ``model_root``."""
+                   extra: Optional[List[str]] = None, lm_dir: Optional[Path] = None) -> List[str]:
+    """``funasr-wss-server`` on the official directory names under ``model_root``.
+
+    ``--lm-dir none`` unless ``lm_dir`` is given: the server's default LM is the
+    reference's ModelScope id, which would make every section measure WFST
+    decoding (or a download) instead of what it was written to measure.
+    """
     model_root = Path(model_root).resolve()  # the server runs from the project root
     q = "true" if quantize else "false"
     cmd = [sys.executable, "-m", "server", "--listen-ip", "127.0.0.1", "--port", str(port),
            "--model-dir", str(model_root / ASR), "--vad-dir", str(model_root / VAD),
            "--quantize", q, "--vad-quant", q, "--punc-quant", q,
-           "--decoder-thread-num", str(decoder_threads), "--log-level", "WARNING"]
+           "--decoder-thread-num", str(decoder_threads), "--log-level", "WARNING",
+           "--lm-dir", str(Path(lm_dir).resolve()) if lm_dir else "none"]
     if profile == "2pass":
         cmd += ["--online-model-dir", str(model_root / ONLINE), "--punc-dir", str(model_root / PUNC_REALTIME)]
     else:
@@ -53,11 +60,15 @@ def server_command(model_root: Path, profile: str, quantize: bool, decoder_threa
 
 @contextlib.contextmanager
 def running_server(model_root: Path, profile: str = "offline", quantize: bool = False, decoder_threads: int = 2,
-                   extra: Optional[List[str]] = None) -> Iterator[Tuple[subprocess.Popen, int]]:
-    """Start the server, wait for ``/health``, yield (process, port); stop it with SIGTERM after."""
+                   extra: Optional[List[str]] = None,
+                   lm_dir: Optional[Path] = None) -> Iterator[Tuple[subprocess.Popen, int]]:
+    """Start the server, wait for ``/health``, yield (process, port); stop it with SIGTERM after.
+
+    ``lm_dir``: decode through that n-gram LM; None: ``--lm-dir none``."""
     port = free_port()
     with tempfile.TemporaryDirectory() as certs:
-        cmd = server_command(model_root, profile, quantize, decoder_threads, port, ["--self-signed-dir", certs] + (extra or []))
+        cmd = server_command(model_root, profile, quantize, decoder_threads, port, ["--self-signed-dir", certs] + (extra or []),
+                             lm_dir)
         proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
         try:
             _wait_healthy(proc, port)

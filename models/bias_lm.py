@@ -95,6 +95,10 @@ class BiasGraph:
     backoff: np.ndarray  # float32 [nodes]: bow(n), the score of taking the failure link
     final: np.ndarray  # float32 [nodes]: the weight earned on reaching a hotword's end
     is_final: np.ndarray  # bool [nodes]
+    #: The sum of the backoff scores along node n's whole failure chain down to the root.
+    chain_backoff: np.ndarray  # float32 [nodes]
+    #: Token k is a child label of some non-root node: only then can a walk stop above the root.
+    inner_label: np.ndarray  # bool [vocab + 1]
     increment: float  # B, earned by every matched token
     vocab_size: int  # tokens outside 1..vocab_size score nothing and reset the match
 
@@ -165,6 +169,15 @@ def build_bias_graph(
     for label, child in children[0].items():
         if 0 <= label < root_child.size:
             root_child[label] = child
+    inner_label = np.zeros(root_child.size, dtype=np.bool_)
+    for node in range(1, n):
+        for label in children[node]:
+            if 0 <= label < inner_label.size:
+                inner_label[label] = True
+    # Nodes in BFS order have their failure target earlier (it is shallower): one pass sums the chains.
+    chain_backoff = np.zeros(n, dtype=np.float32)
+    for node in sorted(range(1, n), key=lambda m: depth[m]):
+        chain_backoff[node] = np.float32(backoff[node] + chain_backoff[fail[node]])
     return BiasGraph(
         child_begin=begin,
         child_label=np.asarray(labels, dtype=np.int32),
@@ -174,6 +187,8 @@ def build_bias_graph(
         backoff=backoff,
         final=final_arr,
         is_final=is_final,
+        chain_backoff=chain_backoff,
+        inner_label=inner_label,
         increment=float(inc),
         vocab_size=int(vocab_size),
     )

@@ -44,8 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Tuple, Union
 
-import numba
 import numpy as np
+
+from .jit import compiled
 
 FST_MAGIC = 2125659606
 SYMBOL_TABLE_MAGIC = 2125658996
@@ -297,15 +298,7 @@ def _check_targets(path: Path, fst: Fst) -> None:
 # --- compiled helpers (all offsets in bytes; values read little-endian) ----------------------------
 
 
-def _jit(fn):
-    """numba.njit with an on-disk cache, or without one where no cache directory is writable."""
-    try:
-        return numba.njit(cache=True, nogil=True)(fn)
-    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True)(fn)
-
-
-@_jit
+@compiled
 def _u32(buf, p):
     return (
         np.uint32(buf[p])
@@ -315,7 +308,7 @@ def _u32(buf, p):
     )
 
 
-@_jit
+@compiled
 def _symbol_table_end(buf, pos):
     """(status, offset after the table)."""
     n = buf.shape[0]
@@ -343,7 +336,7 @@ def _symbol_table_end(buf, pos):
     return _OK, pos
 
 
-@_jit
+@compiled
 def _scan_vector(buf, pos, num_states):
     """(status, states, arcs, offset reached); num_states -1 = read states to the end of the file."""
     n = buf.shape[0]
@@ -366,7 +359,7 @@ def _scan_vector(buf, pos, num_states):
     return _OK, states, arcs, pos
 
 
-@_jit
+@compiled
 def _fill_vector(buf, pos, num_states, finals, arc_begin, ilabels, olabels, weights, nextstates):
     a = 0
     for s in range(num_states):
@@ -384,7 +377,7 @@ def _fill_vector(buf, pos, num_states, finals, arc_begin, ilabels, olabels, weig
     arc_begin[num_states] = a
 
 
-@_jit
+@compiled
 def _scan_const(buf, states_at, num_states, num_arcs):
     """(status, total arcs, first bad state): every state's arcs must lie inside the arc array."""
     total = np.int64(0)
@@ -398,7 +391,7 @@ def _scan_const(buf, states_at, num_states, num_arcs):
     return _OK, total, -1
 
 
-@_jit
+@compiled
 def _fill_const(buf, states_at, arcs_at, num_states, finals, arc_begin, ilabels, olabels, weights, nextstates):
     """Copies each state's arcs from its own offset, so the order is the stored one even if not contiguous."""
     a = 0

@@ -23,6 +23,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .bias_lm import BiasLm, SpellingProblem, build_bias_lm
+from .wfst_config import WfstConfig
 from .fst_file import Fst
 from .ngram_lm import NgramLm
 from .wfst_search import DONE, search
@@ -34,34 +35,6 @@ INITIAL_HASH_SIZE = 1000
 _EMPTY_I32 = np.zeros(1, dtype=np.int32)
 _EMPTY_F32 = np.zeros(1, dtype=np.float32)
 _EMPTY_BOOL = np.zeros(1, dtype=np.bool_)
-
-
-@dataclass(frozen=True)
-class WfstConfig:
-    """The search settings; defaults are FunASR's (``--global-beam 3 --lattice-beam 3 --am-scale 10 --fst-inc-wts 20``).
-
-    ``min_active`` 200 is fixed in the reference and, with beam 3, is the rule
-    that decides pruning.  ``lattice_beam`` only prunes the lattice, never the
-    best path, so it is validated and otherwise unused.
-    """
-
-    beam: float = 3.0
-    lattice_beam: float = 3.0
-    am_scale: float = 10.0
-    fst_inc_wts: int = 20
-    min_active: int = 200
-    beam_delta: float = 0.5
-    hash_ratio: float = 2.0
-
-    def __post_init__(self) -> None:
-        for name in ("beam", "lattice_beam", "am_scale"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if isinstance(self.fst_inc_wts, bool) or not isinstance(self.fst_inc_wts, int) or self.fst_inc_wts < 0:
-            raise ValueError(f"fst_inc_wts must be a non-negative integer, got {self.fst_inc_wts!r}")
-        if self.min_active < 0 or self.hash_ratio < 1 or self.beam_delta <= 0:
-            raise ValueError("min_active must be >= 0, hash_ratio >= 1 and beam_delta > 0")
 
 
 @dataclass
@@ -268,10 +241,11 @@ class WfstDecoder:
         cfg = self.config
         if bias is None:
             bias_arrays = (False, _EMPTY_I32, _EMPTY_I32, _EMPTY_I32, _EMPTY_I32, _EMPTY_I32, _EMPTY_F32,
-                           _EMPTY_F32, _EMPTY_BOOL, np.float32(0.0), 0)
+                           _EMPTY_F32, _EMPTY_BOOL, _EMPTY_F32, _EMPTY_BOOL, np.float32(0.0), 0)
         else:
             bias_arrays = (True, bias.child_begin, bias.child_label, bias.child_node, bias.root_child, bias.fail,
-                           bias.backoff, bias.final, bias.is_final, np.float32(bias.increment), int(bias.vocab_size))
+                           bias.backoff, bias.final, bias.is_final, bias.chain_backoff, bias.inner_label,
+                           np.float32(bias.increment), int(bias.vocab_size))
         scratch = self._thread_scratch()
         while True:
             scratch.ensure_buckets(max(2 * scratch.capacity, int(context.hash_size)) + 1)

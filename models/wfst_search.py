@@ -12,8 +12,8 @@ order of work: tokens are visited in the order of Kaldi's ``HashList`` (the
 buckets in the order first used, then insertion order within a bucket), arcs
 in stored order, ties resolved as Kaldi resolves them, all in float32.  A
 Python loop over arcs would cost seconds per segment on a full-size graph;
-compiled, a frame costs microseconds.  ``nogil=True`` lets decoder threads
-search in parallel.  ``cache=True`` keeps the compiled code between starts.
+compiled (:func:`models.jit.compiled`: cached on disk, without the GIL), a
+frame costs tens of microseconds.
 
 The lattice pruning Kaldi does every 25 frames and at the end never touches
 the current frame or the best path, so it is left out; ``lattice_beam``
@@ -22,15 +22,20 @@ therefore has no effect here, as it has none on the reference's 1-best.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from .jit import compiled
 
 INF = np.float32(np.inf)
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def bias_score(child_begin, child_label, child_node, root_child, fail, backoff, final, is_final,
-               increment, vocab_size, state, k):
-    """BiasLmScore(state, k) → (score, new state): the contract's §3.4 rule."""
+               chain_backoff, inner_label, increment, vocab_size, state, k):
+    """BiasLmScore(state, k) → (score, new state): the contract's §3.4 rule, walked.
+
+    :func:`search` takes a shortcut for most tokens (see there) and calls this
+    only where the walk can stop above the root.
+    """
     if k < 1 or k > vocab_size:
         return np.float32(0.0), 0
     score = np.float32(0.0)
@@ -66,7 +71,7 @@ def bias_score(child_begin, child_label, child_node, root_child, fail, backoff, 
     return score, cur
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _select(values, n, k):
     """The k-th smallest of ``values[:n]`` (``std::nth_element``'s answer), reordering them in place."""
     lo = 0
@@ -95,7 +100,7 @@ def _select(values, n, k):
     return values[k]
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _hash_order(t_state, lo, count, frame_hash, bucket_stamp, bucket_rank, stamp, ranks, starts, order):
     """Write into ``order[:count]`` the tokens ``lo:lo+count`` in Kaldi HashList order.
 
@@ -125,13 +130,13 @@ def _hash_order(t_state, lo, count, frame_hash, bucket_stamp, bucket_rank, stamp
 DONE, OUT_OF_TOKENS, OUT_OF_QUEUE = 0, 1, 2
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def search(arc_begin, eps_begin, ilabels, olabels, weights, nextstates, finals, start,
            loglikes, beam, min_active, beam_delta, hash_ratio, hash_size,
            state_tok, t_tot, t_state, t_bp, t_bias, t_il, t_ol, t_lcost, queue,
            bucket_stamp, bucket_rank, stamp_box, ranks, starts, order, select_buf,
            use_bias, child_begin, child_label, child_node, root_child, fail, backoff, final, is_final,
-           increment, vocab_size):
+           chain_backoff, inner_label, increment, vocab_size):
     """Decode ``loglikes`` ([T, V] float32, already ``am_scale × log p``; column ``l-1`` is TLG ilabel ``l``).
 
     The graph comes as :class:`models.wfst_decoder.SearchGraph` arrays: state
@@ -230,11 +235,30 @@ def search(arc_begin, eps_begin, ilabels, olabels, weights, nextstates, finals, 
                     nb = 0
                     if use_bias:
                         k = il - 1
+                        src_bias = t_bias[src]
                         if k == 0:
-                            nb = t_bias[src]
+                            nb = src_bias
                         else:
-                            sc, nb = bias_score(child_begin, child_label, child_node, root_child, fail, backoff,
-                                                final, is_final, increment, vocab_size, t_bias[src], k)
+                            if k > vocab_size:
+                                sc = np.float32(0.0)
+                                nb = 0
+                            elif src_bias == 0 or not inner_label[k]:
+                                # No node on the failure chain but the root has a child on k: the
+                                # walk's backoffs are the chain's sum, then the root's step (inlined
+                                # by hand: a call here costs more than the rest of the search).  The
+                                # scores are integers (--fst-inc-wts, the weights), so exact in any order.
+                                sc = chain_backoff[src_bias]
+                                nb = root_child[k]
+                                if nb < 0:
+                                    nb = 0
+                                else:
+                                    sc = np.float32(sc + increment)
+                                    if is_final[nb]:
+                                        sc = np.float32(sc + final[nb])
+                            else:
+                                sc, nb = bias_score(child_begin, child_label, child_node, root_child, fail, backoff,
+                                                    final, is_final, chain_backoff, inner_label, increment,
+                                                    vocab_size, src_bias, k)
                             g = np.float32(g - sc)
                             tot = np.float32(tot - sc)
                     if tot >= next_cutoff:

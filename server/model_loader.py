@@ -25,6 +25,7 @@ from models.punctuation import Punctuator, RealtimePunctuator, open_punctuator
 from models.sensevoice import SenseVoiceSmall
 from models.two_pass import TwoPassRecognizer
 from models.vad import FsmnVadModel
+from models.wfst_config import WfstConfig
 
 from .settings import DEFAULT_LM_REVISION, ServerSettings
 
@@ -127,8 +128,6 @@ _WFST_FLAGS = {"beam": "--global-beam", "lattice_beam": "--lattice-beam", "am_sc
 
 def wfst_config(settings: ServerSettings):
     """The search settings (``--global-beam`` ...); a bad value stops the start, naming the flag."""
-    from models.wfst_decoder import WfstConfig  # (imported by _attach_lm first)
-
     try:
         return WfstConfig(beam=settings.global_beam, lattice_beam=settings.lattice_beam, am_scale=settings.am_scale,
                           fst_inc_wts=settings.fst_inc_wts)

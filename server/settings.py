@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from models.wfst_config import WfstConfig
+
 DEFAULT_ASR_MODEL = "iic/speech_paraformer-large-vad-punc_asr_nat-zh-cn-16k-common-vocab8404-onnx"
 DEFAULT_VAD_MODEL = "iic/speech_fsmn_vad_zh-cn-16k-common-onnx"
 DEFAULT_PUNC_MODEL = "iic/punc_ct-transformer_zh-cn-common-vocab272727-onnx"
@@ -15,11 +17,8 @@ DEFAULT_LM_MODEL = "damo/speech_ngram_lm_zh-cn-ai-wesp-fst"
 DEFAULT_LM_REVISION = "v1.0.2"
 #: ``--lm-dir`` values that turn the LM off, as in the reference (compared case-insensitively).
 LM_OFF_VALUES = ("", "none")
-#: WFST search defaults of the reference (``--global-beam``, ``--lattice-beam``, ``--am-scale``, ``--fst-inc-wts``).
-DEFAULT_GLOBAL_BEAM = 3.0
-DEFAULT_LATTICE_BEAM = 3.0
-DEFAULT_AM_SCALE = 10.0
-DEFAULT_FST_INC_WTS = 20
+#: The WFST search's defaults (the reference's ``--global-beam``, ``--lattice-beam``, ``--am-scale``, ``--fst-inc-wts``).
+WFST_DEFAULTS = WfstConfig()
 
 
 @dataclass
@@ -43,10 +42,10 @@ class ServerSettings:
     #: True when lm_dir is only the default (the user did not give --lm-dir): if it cannot be had, the
     #: server starts without an LM and warns. False: the user named it, and a missing LM stops the start.
     lm_dir_is_default: bool = False
-    global_beam: float = DEFAULT_GLOBAL_BEAM
-    lattice_beam: float = DEFAULT_LATTICE_BEAM
-    am_scale: float = DEFAULT_AM_SCALE
-    fst_inc_wts: int = DEFAULT_FST_INC_WTS
+    global_beam: float = WFST_DEFAULTS.beam
+    lattice_beam: float = WFST_DEFAULTS.lattice_beam
+    am_scale: float = WFST_DEFAULTS.am_scale
+    fst_inc_wts: int = WFST_DEFAULTS.fst_inc_wts
     hotword: Optional[str] = None
     quantize: bool = True
     vad_quant: bool = True

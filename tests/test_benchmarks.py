@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import corpus, report
+from benchmarks import corpus, lm_cost, report
 from benchmarks.load import offline_clients, stream_clients
+from benchmarks.server_process import server_command
 from server.session import SessionLimits
 from tests.harness import ServerThread, fixture_settings
-from tests.paths import AUDIO, MODELS
+from tests.paths import AUDIO, LM_DIR, MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = [AUDIO / "zh03_triton_mid.wav", AUDIO / "zh11_cosy_zero_shot.wav", AUDIO / "zh15_sr_chinese.flac"]
@@ -83,9 +84,85 @@ def test_report_says_whether_the_stream_limit_was_reached():
     assert "| 1 | 10.00× | 0.1000 | 0.50 / 0.90 s | – | – | – | – |" in found
 
 
+def test_servers_under_test_run_without_the_lm_unless_given_one():
+    """The server's default LM is a ModelScope id: left alone, every section would measure it (or a download)."""
+    plain = server_command(MODELS, "offline", False, 1, 1234)
+    assert plain[plain.index("--lm-dir") + 1] == "none"
+    with_lm = server_command(MODELS, "offline", False, 1, 1234, lm_dir=LM_DIR)
+    assert with_lm[with_lm.index("--lm-dir") + 1] == str(LM_DIR.resolve())
+
+
+def test_lm_search_cost_in_process_on_the_fixtures():
+    """The lm section's in-process half: graph figures and search ÷ Paraformer per VAD segment."""
+    from models.ngram_lm import load_lm_dir
+
+    r = lm_cost.in_process(MODELS, False, LM_DIR, SHORT, repeat=2, log=lambda line: None)
+    g, lm = r["graph"], load_lm_dir(LM_DIR)
+    assert (g["states"], g["arcs"]) == (lm.graph.num_states, lm.graph.num_arcs)
+    assert g["file_bytes"] == (LM_DIR / "TLG.fst").stat().st_size
+    assert g["load_lm_dir_s"] > 0 and g["decoder_s"] > 0
+    assert g["memory_over_file"] == pytest.approx(g["memory_bytes"] / g["file_bytes"], abs=0.001)
+    assert 0.5 < g["memory_over_file"] <= 1.5 and g["meets_target"]
+    # 20 multi-character words, every one spelt by the lexicon, the same each run
+    assert len(r["hotwords"]) == 20 and all(len(w) >= 2 and v == 20 for w, v in r["hotwords"].items())
+    assert r["search"]["hotword_problems"] == 0
+    assert r["hotwords"] == lm_cost.in_process(MODELS, False, LM_DIR, SHORT[:1], repeat=1, log=lambda line: None)["hotwords"]
+    s = r["search"]
+    assert s["segments"] == len(s["rows"]) >= len(SHORT)
+    for row in s["rows"]:
+        assert row["paraformer_s"] > 0 and row["search_s"] > 0 and row["search_hotwords_s"] > 0
+        assert row["tokens"] > 1 and row["words"] > 0
+    for key, col in (("no_hotwords", "search_s"), ("hotwords", "search_hotwords_s")):
+        ratios = [row[col] / row["paraformer_s"] for row in s["rows"]]
+        summary = s[key]
+        assert summary["median"] <= summary["p95"] <= summary["max"] == pytest.approx(max(ratios), abs=1e-4)
+        assert min(ratios) - 1e-4 <= summary["total"] <= max(ratios) + 1e-4
+        assert summary["max"] < 3  # the search is not slower than the (tiny) model by any margin that matters
+        assert summary["meets_target"] == (summary["max"] <= 0.10)
+
+
+def _lm_results(with_lm_1=9.5):
+    conn = {"connections": 50, "rss_before_mib": 1300.0, "rss_with_them_mib": 1301.0, "per_connection_kib": 20.5}
+    summary = {"median": 0.012, "p95": 0.031, "max": 0.048, "total": 0.015, "meets_target": True}
+    return {
+        "graph": {"directory": "LM", "states": 2081013, "arcs": 5617818, "file_bytes": 114857310, "load_lm_dir_s": 1.19,
+                  "decoder_s": 0.18, "memory_bytes": 98209148, "memory_over_file": 0.855, "meets_target": True},
+        "hotwords": {f"w{i}": 20 for i in range(20)},
+        "search": {"segments": 40, "speech_seconds": 100.0, "repeat": 3, "no_hotwords": summary,
+                   "hotwords": dict(summary, max=0.125, meets_target=False), "rows": []},
+        "server": {"files": 17, "audio_seconds": 118.5, "repeat": 3, "connections": 50, "lm_minus_none_idle_mib": 150.0,
+                   "server_rss": {"lm": {"idle_mib": 1300.0, "start_s": 9.0, "after_load_mib": 1400.0, "idle_connections": conn},
+                                  "none": {"idle_mib": 1150.0, "start_s": 7.5, "after_load_mib": 1230.0,
+                                           "idle_connections": dict(conn, rss_before_mib=1150.0, rss_with_them_mib=1150.5)}},
+                   "throughput": [{"concurrency": c, "with_lm": w, "without_lm": 10.0, "ratio": w / 10.0,
+                                   "meets_target": w / 10.0 >= 0.9} for c, w in ((1, with_lm_1), (2, 18.0))]},
+    }
+
+
+def test_report_renders_the_lm_section_with_its_targets():
+    results = _results([(1, True)])
+    results["lm"] = _lm_results(with_lm_1=8.0)
+    text = report.markdown(results)
+    assert "## n-gram LM (`--lm-dir`)" in text and "## Offline throughput" in text and "## Memory" in text
+    assert "| TLG.fst | 2,081,013 states, 5,617,818 arcs, 109.5 MiB | |" in text
+    assert "| search graph in memory ÷ TLG file | 0.85 (93.7 MiB) | ≤ 1.5 ✓ |" in text
+    assert "1300 − 1150 = 150 MiB" in text
+    assert "with LM +1.0 MiB (20 KiB each); without +0.5 MiB" in text
+    assert ("| search ÷ Paraformer call per segment, no hotwords | median 1.2%, p95 3.1%, max 4.8%; whole corpus 1.5% "
+            "| each ≤ 10% ✓ |") in text
+    assert "| same, 20 hotwords | median 1.2%, p95 3.1%, max 12.5%; whole corpus 1.5% | each ≤ 10% ✗ |" in text
+    assert "| throughput, 1 client: with LM ÷ without | 8.00× ÷ 10.00× = 0.80 | ≥ 0.9 ✗ |" in text
+    assert "| throughput, 2 clients: with LM ÷ without | 18.00× ÷ 10.00× = 1.80 | ≥ 0.9 ✓ |" in text
+    # the lm section alone: no empty memory table
+    alone = {k: v for k, v in results.items() if k not in ("offline", "streaming")}
+    text = report.markdown(alone)
+    assert "## n-gram LM" in text and "## Memory" not in text and "## Offline" not in text
+
+
 def test_the_whole_benchmark_runs_on_the_fixture_models(tmp_path):
     """``python -m benchmarks`` end to end (tiny models, short audio): JSON, Markdown and PNG, figures consistent."""
     cmd = [sys.executable, "-m", "benchmarks", "--model-root", str(MODELS), "--out", str(tmp_path),
+           "--sections", "offline,streaming,lm", "--lm-connections", "3",
            "--concurrency", "1,2", "--repeat", "2", "--streams", "1,2", "--idle-connections", "5",
            "--offline-audio", *map(str, SHORT), "--stream-audio", str(SHORT[0])]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -108,4 +185,14 @@ def test_the_whole_benchmark_runs_on_the_fixture_models(tmp_path):
     text = (tmp_path / "report.md").read_text("utf-8")
     assert text.strip() == run.stdout.strip()  # the report is also printed
     assert "## Offline throughput" in text and "## 2pass streaming" in text and "## Memory" in text
+    lm = results["lm"]  # selectable with the others; the figures of its server half
+    assert lm["graph"]["directory"] == str(MODELS / "speech_ngram_lm_zh-cn-ai-wesp-fst")  # the default --lm-dir
+    srv = lm["server"]
+    assert srv["errors"] == 0 and [r["concurrency"] for r in srv["throughput"]] == [1, 2]
+    for r in srv["throughput"]:
+        assert r["with_lm"] > 0 and r["without_lm"] > 0 and len(r["samples"]["lm"]) == len(r["samples"]["none"]) == 2
+    rss = srv["server_rss"]
+    assert rss["lm"]["idle_mib"] > rss["none"]["idle_mib"] > 0  # two servers: one holds the graph, one does not
+    assert rss["lm"]["idle_connections"]["connections"] == 3
+    assert "## n-gram LM" in text
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -216,7 +216,7 @@ def test_hotword_file_and_merge(tmp_path):
     assert server == {"阿里巴巴": 20, "达摩院": 30, "通义": 20, "hello world": 40}
     assert merge_hotwords(server, {"达摩院": 5}) == ({**server, "达摩院": 5}, [])
     # the server's own file stays strict: the operator must fix it
-    for bad in ("阿里巴巴 500\n", "一二三四五六七八九十一 20\n", "阿里巴巴 0\n"):
+    for bad in ("阿里巴巴 500\n", "一二三四五六七八九十一 20\n", "阿里巴巴 -1\n"):
         f.write_text(bad, encoding="utf-8")
         with pytest.raises(HotwordError, match=":1"):
             parse_hotword_file(f)

@@ -467,7 +467,7 @@ def test_api_key_box_and_errors_from_the_server(browser, keyed, tap, tmp_path):
     page.type("hotwords", "达摩院 500")  # a weight the server cannot use: dropped with a warning, the text comes
     page.transcribe_file(UPLOAD_WAV)
     assert page.text("status") == "Done." and not page.shown("error") and page.text("transcript")
-    assert "between 1 and 100" in page.js("window.funasrPage.messages")[-1]["warning"]
+    assert "between 0 and 100" in page.js("window.funasrPage.messages")[-1]["warning"]
     page.type("hotwords", "达摩院 30")
     settle(keyed)
     tap.sent.clear()

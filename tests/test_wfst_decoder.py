@@ -190,8 +190,8 @@ def test_bias_worked_example():
 
 def _compiled_score(graph, state, k):
     score, new = bias_score(graph.child_begin, graph.child_label, graph.child_node, graph.root_child, graph.fail,
-                            graph.backoff, graph.final, graph.is_final, np.float32(graph.increment),
-                            graph.vocab_size, state, k)
+                            graph.backoff, graph.final, graph.is_final, graph.chain_backoff, graph.inner_label,
+                            np.float32(graph.increment), graph.vocab_size, state, k)
     return float(score), int(new)
 
 
@@ -235,11 +235,12 @@ def test_bias_automaton_against_a_plain_reading(seed):
     for _ in range(rng.randint(1, 6)):
         words[tuple(rng.randint(1, alphabet) for _ in range(rng.randint(1, 5)))] = float(rng.randint(0, 30))
     increment = float(rng.choice([2, 20]))
-    graph = build_bias_graph(list(words.items()), increment, alphabet)
+    vocab = alphabet + 3  # tokens in no hotword too: they take the precomputed walk to the root
+    graph = build_bias_graph(list(words.items()), increment, vocab)
     plain = PlainBias(words, increment)
     state, plain_state = 0, ()
-    for k in (rng.randint(1, alphabet + 1) for _ in range(60)):
-        expected, plain_state = plain.step(plain_state, k) if k <= alphabet else (0.0, ())
+    for k in (rng.randint(1, vocab + 1) for _ in range(80)):
+        expected, plain_state = plain.step(plain_state, k) if k <= vocab else (0.0, ())
         score, new_state = reference_bias_score(graph, state, k)
         assert _compiled_score(graph, state, k) == (score, new_state)
         assert score == pytest.approx(expected)
@@ -294,3 +295,32 @@ def test_a_search_that_outgrows_its_scratch_runs_again_with_more(monkeypatch):
     (logp, token_num), = segment_logp(clip)
     assert small.decode(logp, token_num, context).word_ids == GOLDEN[clip]["lm"]["hw_mixed"][0]["words"]
     assert small._thread_scratch().capacity > 16
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_search_shortcut_for_tokens_outside_the_hotwords_equals_the_walk(seed):
+    """Hotwords that overlap themselves (long failure chains: ``ABAB``, ``BAB``, ``ABB``) over a few
+    tokens; the search takes the precomputed chain sum for tokens no inner node has, and must give the
+    words it gives when every token walks (``inner_label`` all true)."""
+    import dataclasses
+
+    from models.bias_lm import BiasLm
+
+    rng = random.Random(seed)
+    dec = decoder(int(rng.choice([2, 20])))
+    tokens = [t for t in asr().vocab.tokens if len(t) == 1 and t in lm().lexicon][:6]
+    words = {}
+    for _ in range(rng.randint(2, 5)):
+        words["".join(rng.choice(tokens[:3]) for _ in range(rng.randint(2, 5)))] = rng.randint(0, 30)
+    words[tokens[3] + tokens[4]] = 10
+    shortcut = dec.new_context(words)
+    graph = shortcut.bias.graph
+    assert graph.chain_backoff.min() < -float(graph.increment), "a chain longer than one link"
+    walked = WfstContext(bias=BiasLm(dataclasses.replace(graph, inner_label=np.ones_like(graph.inner_label)),
+                                     shortcut.bias.words))
+    nrng = np.random.default_rng(seed)
+    for _ in range(3):
+        frames = int(nrng.integers(5, 40))
+        x = (nrng.normal(size=(frames, len(asr().vocab.tokens))) * 2).astype(np.float32)
+        logp = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+        assert dec.decode(logp, frames, shortcut).word_ids == dec.decode(logp, frames, walked).word_ids
