@@ -216,7 +216,7 @@ class OfflinePipeline:
         if spans is not None and text != raw:
             spans = realign_spans(raw, text, spans) or spans
         if use_itn and self.itn is not None and text:
-            normalised = self.itn(text)
+            normalised = self._normalise(text, results)
             if spans is not None and normalised != text:
                 moved = realign_spans(text, normalised, spans)
                 if moved is None:
@@ -227,6 +227,14 @@ class OfflinePipeline:
         sentences = sentence_pieces(text, spans) if spans is not None else None
         return Transcript(text=text, timestamps=spans, sentences=sentences, raw_text=raw, tags=tags,
                           lm_seconds=lm_seconds)
+
+    def _normalise(self, text: str, results: Sequence[AsrResult]) -> str:
+        """ITN in the text's language: English text (the English model, SenseVoice hearing English)
+        through the English grammar where the ITN has one, otherwise the Chinese grammar as always."""
+        english = getattr(self.itn, "english", None)
+        if english is not None and self.is_english(results):
+            return english(text)
+        return self.itn(text)
 
     def transcribe(self, waveform: np.ndarray, use_itn: bool = True, options: DecodeOptions = NO_OPTIONS) -> Transcript:
         """The whole offline pipeline on one utterance (mono float32 at :attr:`sample_rate`).
