@@ -15,6 +15,17 @@
 #   /models/<owner>/<name>/  ModelScope downloads; a model already there is used without the hub
 #   /models/.modelscope/     ModelScope's own cache (MODELSCOPE_CACHE)
 #   /models/.tls/            the self-signed certificate, made on the first start and kept
+#
+# linux/amd64 and linux/arm64 (Linux aarch64 servers and boards, Apple-silicon Docker hosts): the
+# python image is published for both, and every dependency installs from a wheel on both, for the
+# image's Python too (.ci/platform_closure.py checks that in CI). Nothing here names an
+# architecture: `docker build` on an arm64 host makes an arm64 image. Both in one image, with BuildKit:
+#
+#   docker buildx build --platform linux/amd64,linux/arm64 -t REGISTRY/funasr-wss-server:TAG --push .
+#
+# (the default builder makes multi-platform images with the containerd image store only: otherwise
+# `docker buildx create --use` first. On one machine the other architecture runs under QEMU,
+# `docker run --privileged --rm tonistiigi/binfmt --install all`: slower, the same image.)
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 

@@ -317,6 +317,32 @@ def test_gpu_image_serves_on_cuda():
     assert server_settings(run_argv(final_stage("Dockerfile"))).device == "cpu"
 
 
+# ---- linux/amd64 and linux/arm64 ----------------------------------------------------------------
+
+# Base image repositories published for both linux/amd64 and linux/arm64 (Docker's official python
+# images; NVIDIA's CUDA images, arm64 being SBSA). A new base must be checked for arm64 first.
+MULTI_ARCH_BASES = {"python", "nvidia/cuda"}
+ARCH_WORDS = re.compile(r"amd64|x86[_-]64|aarch64|arm64|armv[0-9]|\bi[3-6]86\b|ppc64|s390x", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_builds_for_amd64_and_arm64(name):
+    """Both images build for either architecture from the same file: multi-arch bases, no
+    instruction naming an architecture (a download URL, a package, a wheel, FROM --platform, which
+    read_stages refuses), and the header says how to build both at once."""
+    for stage in read_stages(ROOT / name):
+        repository = stage.base.split("@")[0].rsplit(":", 1)[0]
+        assert repository in MULTI_ARCH_BASES, f"{name}: is {stage.base} published for linux/arm64?"
+        for variable, default in stage.args.items():
+            assert not ARCH_WORDS.search(default), f"{name}: ARG {variable}={default} names an architecture"
+        for ins in stage.instructions:
+            assert not ARCH_WORDS.search(ins.args), f"{name}:{ins.line}: {ins.keyword} names an architecture"
+    header = (ROOT / name).read_text("utf-8").split("\nARG ", 1)[0].replace("\\\n#", " ")  # continued lines
+    assert re.search(r"docker buildx build --platform linux/amd64,linux/arm64 .*--push", header), (
+        f"{name}: the header should say how to build both architectures (docker buildx build --platform ...)"
+    )
+
+
 # ---- docker-compose.yml -------------------------------------------------------------------------
 
 def compose() -> dict:
