@@ -65,8 +65,15 @@ def resolve_model_dir(
 _OWNER_ALIASES = {"damo": "iic", "iic": "damo"}
 
 
+#: What FunASR's ITN directory (``thuduj12/fst_itn_zh``, for ``--itn-dir``) holds: two FSTs, no config.yaml.
+ITN_FILES = ("zh_itn_tagger.fst", "zh_itn_verbalizer.fst")
+
+
 def _is_complete_download(candidate: Path) -> bool:
-    """An ONNX model (config.yaml and a graph) or an n-gram LM directory (TLG.fst and config.yaml)."""
+    """An ONNX model (config.yaml and a graph), an n-gram LM directory (TLG.fst and config.yaml) or an ITN
+    grammar (its two FSTs)."""
+    if all((candidate / name).is_file() for name in ITN_FILES):
+        return True
     if not (candidate / "config.yaml").is_file():
         return False
     return (candidate / "TLG.fst").is_file() or any(candidate.glob("*.onnx"))

@@ -54,6 +54,8 @@ class ServerOptions:
     tls: TlsPolicy = TlsPolicy()  # plain ws:// only unless it holds a certificate
     access: AccessPolicy = AccessPolicy()
     web_page: bool = True  # serve the browser page at / (server.web_page)
+    #: The offline profile's one result says ``"is_final": true`` (--offline-is-final; the reference says false).
+    offline_is_final: bool = False
 
 
 Models = Union[OfflinePipeline, TwoPassRecognizer]
@@ -133,7 +135,9 @@ class AsrServer:
         peer = _peer(ws)
         tls = ws.transport.get_extra_info("ssl_object") is not None
         conn_log.info("connected from %s%s", peer, " (TLS)" if tls else "", extra={"event": "connected", "peer": peer, "tls": tls})
-        session_class = StreamingSession if self.profile == "2pass" else OfflineSession
+        two_pass = self.profile == "2pass"
+        session_class = StreamingSession if two_pass else OfflineSession
+        profile_options = {} if two_pass else {"is_final": self.options.offline_is_final}
         session = session_class(
             self.models,
             self.pool,
@@ -144,6 +148,7 @@ class AsrServer:
             metrics=self.metrics,
             budget=self.audio_budget,
             alive=lambda: ws.state is State.OPEN,
+            **profile_options,
         )
         self.sessions.add(session)
         idle = self.options.limits.idle_timeout or None

@@ -68,6 +68,27 @@ PROG = "funasr-wss-server"
 PROG_2PASS = "funasr-wss-server-2pass"
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Each flag once, with its default where it has one to tell (none for switches, nor where the
+    help text says it in words)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            default is None
+            or default is argparse.SUPPRESS
+            or action.nargs == 0  # switches: --gpu, --tls-only, --no-web-page
+            or "default:" in text
+        ):
+            return text
+        shown = str(default).lower() if isinstance(default, bool) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+_BOOL = "{true,false}"
+
+
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     two_pass = prog == PROG_2PASS
     d = ServerSettings(
@@ -78,54 +99,68 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="FunASR-compatible WebSocket speech recognition server (pure Python, onnxruntime); "
-        + ("2pass profile: offline, online and 2pass modes." if two_pass else "offline profile, or 2pass with --online-model-dir."),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        + ("2pass profile: offline, online and 2pass modes." if two_pass else "offline profile, or 2pass with --online-model-dir.")
+        + " Every flag may also be spelled with underscores (--model_dir).",
+        formatter_class=_HelpFormatter,
     )
 
-    def add(name: str, **kw):
+    def add(name: str, *aliases: str, dest: Optional[str] = None, **kw) -> None:
+        """``--model-dir`` as shown in --help; ``--model_dir`` (and ``aliases``) accepted, not shown again."""
         flag = "--" + name.replace("_", "-")
-        names = [flag] if "-" not in name and "_" not in name else [flag, "--" + name]
-        p.add_argument(*names, dest=name, **kw)
+        p.add_argument(flag, dest=dest or name, **kw)
+        hidden = dict(kw, help=argparse.SUPPRESS, default=argparse.SUPPRESS)
+        for alias in (["--" + name] if "_" in name else []) + list(aliases):
+            p.add_argument(alias, dest=dest or name, **hidden)
+
+    def revision(model_flag: str) -> str:
+        return f"ModelScope revision of {model_flag} (default: the latest)"
 
     add("listen_ip", default=d.listen_ip, help="address to listen on")
     add("port", type=int, default=d.port, help="TCP port for ws:// (and wss:// with a certificate)")
     add("model_dir", default=d.model_dir, help="offline ASR model: a local directory or a ModelScope id")
-    add("model_revision", default=None, help="ModelScope revision of --model-dir")
+    add("model_revision", "--offline-model-revision", "--offline_model_revision", default=None,
+        help="ModelScope revision of --model-dir (funasr-wss-server-2pass's --offline-model-revision; default: the latest)")
     add("online_model_dir", type=_optional_path, default=d.online_model_dir,
-        help="streaming ASR model: serves the 2pass profile (online and 2pass modes)" + ("" if two_pass else "; none: the offline profile"))
-    add("online_model_revision", default=None, help="ModelScope revision of --online-model-dir")
+        help="streaming ASR model: serves the 2pass profile (online and 2pass modes)"
+        + ("" if two_pass else "; default: none, the offline profile"))
+    add("online_model_revision", default=None, help=revision("--online-model-dir"))
     add("vad_dir", type=_optional_path, default=d.vad_dir, help="FSMN VAD model ('' disables VAD)")
-    add("vad_revision", default=None, help="ModelScope revision of --vad-dir")
+    add("vad_revision", default=None, help=revision("--vad-dir"))
     add("punc_dir", type=_optional_path, default=d.punc_dir,
         help="CT-Transformer punctuation model, offline or vad_realtime export ('' disables punctuation)")
-    add("punc_revision", default=None, help="ModelScope revision of --punc-dir")
+    add("punc_revision", default=None, help=revision("--punc-dir"))
     add("itn_dir", type=_optional_path, default=None,
-        help="directory (or ModelScope id) with zh_itn_tagger.fst and zh_itn_verbalizer.fst; default: WeTextProcessing's bundled grammar")
-    add("itn_revision", default=None, help="ModelScope revision of --itn-dir")
+        help="Chinese ITN grammar: a directory or ModelScope id (thuduj12/fst_itn_zh) with zh_itn_tagger.fst and "
+        "zh_itn_verbalizer.fst; default: WeTextProcessing's grammar as the wetext package ships it")
+    add("itn_revision", default=None, help=revision("--itn-dir"))
     add("lm_dir", action=_NamedFlag, default=d.lm_dir,
         help="n-gram LM (TLG.fst, config.yaml, lexicon.txt) for WFST decoding of the offline Paraformer: a local "
         "directory or a ModelScope id; 'none' or '': greedy decoding. The default is used only if it can be had "
         "(already downloaded, or the hub reachable); a directory you name must be usable")
     add("lm_revision", default=d.lm_revision, help="ModelScope revision of --lm-dir")
     add("hotword", type=_optional_path, default=None, help="hotword file, one 'word weight' per line")
-    add("quantize", type=_bool, nargs="?", const=True, default=d.quantize, help="use model_quant.onnx for ASR")
-    add("vad_quant", type=_bool, nargs="?", const=True, default=d.vad_quant, help="use model_quant.onnx for VAD")
-    add("punc_quant", type=_bool, nargs="?", const=True, default=d.punc_quant, help="use model_quant.onnx for punctuation")
+    add("quantize", type=_bool, nargs="?", const=True, default=d.quantize, metavar=_BOOL, help="use model_quant.onnx for ASR")
+    add("vad_quant", type=_bool, nargs="?", const=True, default=d.vad_quant, metavar=_BOOL, help="use model_quant.onnx for VAD")
+    add("punc_quant", type=_bool, nargs="?", const=True, default=d.punc_quant, metavar=_BOOL,
+        help="use model_quant.onnx for punctuation")
     add("download_model_dir", default=str(Path("~/.cache/funasr-wss-server/models")), help="where ModelScope downloads go")
     add("decoder_thread_num", type=int, default=d.decoder_thread_num, help="threads running model work")
-    add("io_thread_num", type=int, default=d.io_thread_num,
-        help="accepted for compatibility: asyncio serves every socket from one event loop")
+    add("io_thread_num", type=int, action=_NamedFlag, default=d.io_thread_num,
+        help="accepted for compatibility, no effect here: one asyncio event loop serves every socket")
     add("model_thread_num", type=int, default=d.model_thread_num, help="onnxruntime intra-op threads per model call")
     add("batch_size", type=int, default=d.batch_size, help="VAD segments per offline Paraformer call")
     add("device", choices=("cpu", "cuda"), default=d.device, help="onnxruntime execution provider")
-    p.add_argument("--gpu", dest="gpu", action="store_true", help="same as --device cuda")
+    add("gpu", action="store_true", help="same as --device cuda")
+    add("bladedisc", type=_bool, nargs="?", const=True, default=True, action=_NamedFlag, metavar=_BOOL,
+        help="accepted for compatibility, no effect here: BladeDISC models are for FunASR's TorchScript GPU build, "
+        "this server runs ONNX models")
     add("certfile", default=None,
-        help="PEM certificate for wss:// (ws:// is served on the same port); '0' or '': plain ws:// only; "
-        "default: a self-signed certificate generated once in --self-signed-dir")
-    add("keyfile", type=_optional_path, default=None, help="PEM private key for --certfile")
+        help="PEM certificate for wss:// (ws:// is served on the same port), with its key inside unless --keyfile "
+        "names it; '0' or '': plain ws:// only; default: a self-signed certificate generated once in --self-signed-dir")
+    add("keyfile", type=_optional_path, default=None,
+        help="PEM private key of --certfile (default: none, the key is read from the --certfile file)")
     add("self_signed_dir", default=d.self_signed_dir, help="where the self-signed certificate is generated and reused")
-    p.add_argument("--tls-only", "--tls_only", dest="tls_only", action="store_true",
-                   help="serve wss:// (and https:// side endpoints) only; plain connections are dropped")
+    add("tls_only", action="store_true", help="serve wss:// (and https:// side endpoints) only; plain connections are dropped")
     add("max_message_mib", type=int, default=d.max_message_mib, help="largest single WebSocket message")
     add("max_utterance_seconds", type=int, default=d.max_utterance_seconds,
         help="most audio per utterance, in seconds (PCM at its own rate; files by their decoded length)")
@@ -145,9 +180,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="most WebSocket connections at once; more are refused with HTTP 503 (default: no limit)")
     add("api_key", default=None,
         help="require this key: 'Authorization: Bearer <key>' (or 'Bearer; <key>'), or ?token=<key>; otherwise HTTP 401")
-    p.add_argument("--no-web-page", "--no_web_page", dest="web_page", action="store_false",
-                   help="do not serve the browser page at / (microphone or file transcription in a browser); "
-                   "WebSocket clients are unaffected")
+    add("no_web_page", dest="web_page", action="store_false", default=d.web_page,
+        help="turn off the browser page at / (microphone or file transcription in a browser), which is served "
+        "by default; WebSocket clients are unaffected")
+    add("offline_is_final", type=_bool, nargs="?", const=True, default=d.offline_is_final, metavar=_BOOL,
+        help="offline profile: the one result of each utterance says \"is_final\": true, for clients that wait for it "
+        "(xiaozhi's fun_server provider, funasr-client's file_asr_stream); FunASR's server and guides say false, and "
+        "FunASR's own clients take either")
     add("shutdown_grace", type=float, default=d.shutdown_grace,
         help="on SIGTERM/SIGINT, seconds for utterances in flight to finish before connections are closed")
     add("log_level", default=d.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging level")
@@ -160,9 +199,17 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="scale of the Paraformer's log-probabilities against the LM in the WFST search (must be positive)")
     add("fst_inc_wts", type=int, default=d.fst_inc_wts,
         help="hotword bias per matched token in the WFST search with --lm-dir (0 or more)")
-    # A flag of the reference that only matters for its GPU build; accepted so scripts run.
-    add("bladedisc", help=argparse.SUPPRESS, type=_bool, nargs="?", const=True, default=True)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return p
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("funasr-wss-server")
+    except Exception:  # running from a source tree that was never installed
+        return "(not installed)"
 
 
 class _NamedFlag(argparse.Action):
@@ -190,19 +237,60 @@ def _lm_settings(args: argparse.Namespace, settings: ServerSettings) -> None:
         raise CliError(f"--fst-inc-wts must not be negative, got {settings.fst_inc_wts}")
 
 
+def _tls_settings(settings: ServerSettings) -> None:
+    """``--certfile 0`` (or ``''``): plain ws:// only; a key file needs its certificate."""
+    given = settings.certfile
+    if given is not None and given.strip() in ("", "0"):
+        settings.certfile, settings.plain_only = None, True
+    if settings.plain_only and settings.tls_only:
+        raise CliError("--tls-only needs TLS: drop --certfile 0 (or give a certificate)")
+    if settings.keyfile and settings.plain_only:
+        raise CliError(
+            f"--keyfile {settings.keyfile} is given, but --certfile {given.strip() or repr(given)} turns TLS off: "
+            "drop --keyfile to serve plain ws:// only, or name the certificate with --certfile CERT to serve "
+            "wss:// with that key"
+        )
+    if settings.keyfile and not settings.certfile:
+        raise CliError(
+            f"--keyfile {settings.keyfile} needs the certificate it belongs to: add --certfile CERT (without "
+            "--certfile the server makes a self-signed certificate with a key of its own), or drop --keyfile"
+        )
+
+
+#: The reference's flags that are accepted and change nothing here, and why (logged once at start-up).
+NO_EFFECT_FLAGS = {
+    "io_thread_num": "one asyncio event loop serves every socket",
+    "bladedisc": "BladeDISC models are for FunASR's TorchScript GPU build; this server runs ONNX models",
+}
+
+
+def _no_effect_flags(args: argparse.Namespace) -> tuple:
+    """``--io-thread-num 1`` and the like as given (in the order of NO_EFFECT_FLAGS), for the start-up log."""
+    given = []
+    for dest, why in NO_EFFECT_FLAGS.items():
+        if getattr(args, dest + "_named", False):
+            value = getattr(args, dest)
+            shown = str(value).lower() if isinstance(value, bool) else str(value)
+            given.append(f"--{dest.replace('_', '-')} {shown} ({why})")
+    return tuple(given)
+
+
+def log_no_effect_flags(settings: ServerSettings) -> None:
+    """One INFO line naming the reference's flags that were given and have no effect here."""
+    if settings.no_effect_flags:
+        log.info("accepted for compatibility with FunASR's servers, no effect here: %s",
+                 "; ".join(settings.no_effect_flags))
+
+
 def settings_from_args(argv: Optional[Sequence[str]] = None, prog: str = PROG) -> ServerSettings:
     args = build_parser(prog).parse_args(argv)
     known = {f.name for f in fields(ServerSettings)}
     settings = ServerSettings(**{k: v for k, v in vars(args).items() if k in known})
     if args.gpu:
         settings.device = "cuda"
-    if settings.certfile is not None and settings.certfile.strip() in ("", "0"):
-        settings.certfile, settings.plain_only = None, True
-    if settings.plain_only and settings.tls_only:
-        raise CliError("--tls-only needs TLS: drop --certfile 0 (or give a certificate)")
-    if settings.keyfile and not settings.certfile:
-        raise CliError("--keyfile needs --certfile")
+    _tls_settings(settings)
     _lm_settings(args, settings)
+    settings.no_effect_flags = _no_effect_flags(args)
     if settings.online_model_dir and not settings.vad_dir:
         raise CliError("the 2pass profile needs a VAD model: its segments drive both passes (give --vad-dir)")
     if settings.max_connections is not None and settings.max_connections < 1:
@@ -241,12 +329,36 @@ def tls_policy(settings: ServerSettings) -> TlsPolicy:
     try:
         if settings.certfile:
             cert, key = Path(settings.certfile), Path(settings.keyfile) if settings.keyfile else None
+            _check_key_files(cert, key)
         else:
             cert, key = self_signed_pair(Path(settings.self_signed_dir).expanduser())
         context = server_context(cert, key)
     except TlsSetupError as exc:
         raise CliError(f"{exc} (pass --certfile 0 to serve plain ws:// only)") from None
     return TlsPolicy(context, tls_only=settings.tls_only)
+
+
+def _holds_private_key(path: Path) -> Optional[bool]:
+    """Whether a PEM file holds a private key (``-----BEGIN ... PRIVATE KEY-----``); None: unreadable."""
+    try:
+        with path.open("rb") as f:
+            return b"PRIVATE KEY-----" in f.read(1 << 20)
+    except OSError:
+        return None
+
+
+def _check_key_files(cert: Path, key: Optional[Path]) -> None:
+    """A certificate without its key (or a key file that holds none) gets advice, not OpenSSL's "PEM lib"."""
+    if key is None and cert.is_file() and _holds_private_key(cert) is False:
+        raise CliError(
+            f"the certificate {cert} holds no private key: name its key file with --keyfile KEY (or give "
+            "--certfile a PEM file holding both; --certfile 0 serves plain ws:// only)"
+        )
+    if key is not None and key.is_file() and _holds_private_key(key) is False:
+        raise CliError(
+            f"--keyfile {key} holds no private key (is it a certificate?): --keyfile takes the PEM private key "
+            f"of --certfile {cert}"
+        )
 
 
 def _schemes(policy: TlsPolicy) -> str:
@@ -271,6 +383,7 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
     """Open the port, load the models (``/health`` says 503 meanwhile), serve until SIGTERM/SIGINT, drain."""
     from .model_loader import load_models
 
+    log_no_effect_flags(settings)
     server_hotwords = {}
     if settings.hotword:
         try:
@@ -289,6 +402,7 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
         tls=tls,
         access=AccessPolicy(api_key=settings.api_key, max_connections=settings.max_connections),
         web_page=settings.web_page,
+        offline_is_final=settings.offline_is_final,
     )
     server = AsrServer(None, pool, options, server_hotwords)
     try:
@@ -328,6 +442,9 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
         )
         if settings.web_page:
             log.info("web page: %s", _page_urls(tls, settings.listen_ip, server.port))
+        if settings.offline_is_final:
+            log.info("--offline-is-final: %s", "each offline result says \"is_final\": true" if server.profile == "offline"
+                     else "no effect on the 2pass profile, whose last message of each utterance is final already")
         if ready is not None:
             ready.set()
         await stop.wait()

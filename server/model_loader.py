@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional, Tuple, Union
 
 from models.itn import ChineseItn
-from models.model_dir import ModelDirError, resolve_model_dir
+from models.model_dir import ITN_FILES, ModelDirError, resolve_model_dir
 from models.model_kind import DetectedModel, ModelKind, check_role, detect_model
 from models.offline_pipeline import OfflinePipeline
 from models.onnx_session import DeviceUnavailableError, RuntimeOptions
@@ -163,6 +163,32 @@ def _attach_lm(asr, lm_dir: Path, settings: ServerSettings) -> None:
     )
 
 
+# ------------------------------------------------------------------ the ITN grammar (--itn-dir)
+
+
+def _resolve_itn(settings: ServerSettings) -> Optional[Path]:
+    """The ``--itn-dir`` directory with its two FSTs (an earlier download of ``thuduj12/fst_itn_zh`` is reused
+    without the hub); None: the bundled grammar."""
+    if not settings.itn_dir:
+        return None
+    try:
+        return _local_dir(settings.itn_dir, settings, settings.itn_revision, "--itn-dir", required=ITN_FILES)
+    except ModelDirError as exc:
+        raise ModelDirError(
+            f"--itn-dir {settings.itn_dir}: {str(exc).rstrip('.')}. Or leave --itn-dir out: the bundled Chinese "
+            "grammar (WeTextProcessing's, from the wetext package) does the same job"
+        ) from None
+
+
+def _open_itn(itn_dir: Optional[Path]) -> ChineseItn:
+    try:
+        return ChineseItn(itn_dir)
+    except Exception as exc:
+        if itn_dir is None:
+            raise
+        raise ModelDirError(f"--itn-dir {itn_dir} cannot be opened: {type(exc).__name__}: {exc}") from exc
+
+
 # ------------------------------------------------------------------ the profiles
 
 
@@ -172,7 +198,7 @@ def _open_offline_parts(settings: ServerSettings, punctuator_factory):
     asr_found = _resolve(settings.model_dir, settings, settings.model_revision, "--model-dir")
     vad_found = _resolve(settings.vad_dir, settings, settings.vad_revision, "--vad-dir") if settings.vad_dir else None
     punc_found = _resolve(settings.punc_dir, settings, settings.punc_revision, "--punc-dir") if settings.punc_dir else None
-    itn_dir = _local_dir(settings.itn_dir, settings, settings.itn_revision, "--itn-dir") if settings.itn_dir else None
+    itn_dir = _resolve_itn(settings)
     lm_dir = _resolve_lm(settings, asr_found)
 
     asr = open_recognizer(asr_found, settings)
@@ -180,7 +206,7 @@ def _open_offline_parts(settings: ServerSettings, punctuator_factory):
         _attach_lm(asr, lm_dir, settings)
     vad = _open("--vad-dir", vad_found, FsmnVadModel, quantized=settings.vad_quant, options=runtime) if vad_found else None
     punc = _open("--punc-dir", punc_found, punctuator_factory, quantized=settings.punc_quant, options=runtime) if punc_found else None
-    itn = ChineseItn(itn_dir)
+    itn = _open_itn(itn_dir)
     log.info("offline model: %s (%s)", asr.model_path, asr_found.description)
     if asr_found.sample_rate and vad is not None and asr_found.sample_rate != vad.sample_rate:
         log.info("the recogniser takes %d Hz audio, the VAD %d Hz: each hears the audio at its own rate",
@@ -191,7 +217,7 @@ def _open_offline_parts(settings: ServerSettings, punctuator_factory):
         vad_found.model_dir if vad_found else "none",
         punc_found.model_dir if punc_found else "none",
         punc_found.description if punc_found else "-",
-        itn_dir or "WeTextProcessing bundled grammar",
+        itn_dir or "the bundled grammar (wetext)",
         lm.directory if lm is not None else "none (greedy decoding)",
     )
     return asr, vad, punc, itn, asr_found

@@ -2,8 +2,9 @@
 
 Audio is buffered until the end signal, then the whole utterance goes through
 VAD → Paraformer → punctuation → ITN in the decoder pool, and exactly one
-message comes back (then, when the end signal carried ``"is_end": true``, the
-end acknowledgement of :func:`server.protocol.end_ack_message`).  A warning
+message comes back, saying ``"is_final": false`` as the reference's does (``true`` with
+``--offline-is-final``); then, when the end signal carried ``"is_end": true``, the
+end acknowledgement of :func:`server.protocol.end_ack_message`.  A warning
 about the configuration (dropped hotwords) rides on that one message as its
 ``warning`` field.  The connection then starts a fresh utterance.
 """
@@ -25,8 +26,12 @@ log = logging.getLogger(__name__)
 
 
 class OfflineSession(Session):
-    def __init__(self, *args, **kwargs):
+    """``is_final``: the value of the result's ``is_final`` field: False as in the reference and FunASR's
+    guides; True for clients that wait for it (``--offline-is-final``)."""
+
+    def __init__(self, *args, is_final: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.result_is_final = is_final
         self.pipeline: OfflinePipeline = self.models
         self.audio = bytearray()
         self.overflowed: Optional[str] = None  # the error sent when the utterance grew too long
@@ -129,7 +134,7 @@ class OfflineSession(Session):
                 "offline",
                 cfg.wav_name,
                 t.text,
-                is_final=False,  # the reference says false for the only, final, offline message
+                is_final=self.result_is_final,  # the reference says false for the only, final, offline message
                 timestamps=t.timestamps,
                 sentences=sentences_json(t),
                 **extra,

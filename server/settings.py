@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from models.wfst_config import WfstConfig
 
@@ -52,7 +52,7 @@ class ServerSettings:
     punc_quant: bool = True
     download_model_dir: Optional[str] = None
     decoder_thread_num: int = 8
-    io_thread_num: int = 2
+    io_thread_num: int = 2  # accepted, no effect here (one asyncio event loop serves every socket)
     model_thread_num: int = 1
     batch_size: int = 1
     device: str = "cpu"
@@ -72,6 +72,10 @@ class ServerSettings:
     max_connections: Optional[int] = None
     api_key: Optional[str] = None
     web_page: bool = True  # the browser page at / (--no-web-page: off)
+    #: The offline profile's one result says ``"is_final": true`` (--offline-is-final); the reference says false.
+    offline_is_final: bool = False
+    #: The reference's flags that were given and change nothing here (``--io-thread-num 1``), logged at start-up.
+    no_effect_flags: Tuple[str, ...] = ()
     shutdown_grace: float = 30.0
     log_level: str = "INFO"
     log_format: str = "text"  # or "json"

@@ -291,3 +291,95 @@ def test_cuda_without_a_gpu_build_stops_with_a_clear_error():
     )
     assert proc.returncode == 2
     assert "CUDAExecutionProvider" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------ TLS flags that cannot work together
+
+
+def test_a_keyfile_with_certfile_0_says_what_to_do():
+    with pytest.raises(CliError) as err:
+        settings_from_args(["--certfile", "0", "--keyfile", "/srv/server.key"])
+    message = err.value.message
+    assert "--keyfile /srv/server.key" in message and "--certfile 0 turns TLS off" in message
+    assert "drop --keyfile" in message and "--certfile CERT" in message
+
+
+def test_a_keyfile_without_a_certfile_says_what_to_do():
+    with pytest.raises(CliError) as err:
+        settings_from_args(["--keyfile", "/srv/server.key"])
+    message = err.value.message
+    assert "--keyfile /srv/server.key needs the certificate" in message and "add --certfile CERT" in message
+
+
+def test_the_scripts_blank_keyfile_with_certfile_0_is_plain_ws():
+    """run_server.sh turns ``certfile=0`` into ``--certfile "" --keyfile ""``."""
+    s = settings_from_args(["--certfile", "", "--keyfile", ""])
+    assert s.plain_only and s.certfile is None and s.keyfile is None
+
+
+def _split_pair(tmp_path):
+    """A certificate file without its key, and the key on its own."""
+    from server.tls import self_signed_pair
+
+    return self_signed_pair(tmp_path / "tls")
+
+
+def test_a_certificate_without_its_key_says_what_to_do(tmp_path):
+    from server.cli import tls_policy
+
+    cert, key = _split_pair(tmp_path)
+    with pytest.raises(CliError) as err:
+        tls_policy(settings_from_args(["--certfile", str(cert)]))
+    message = err.value.message
+    assert f"the certificate {cert} holds no private key" in message and "--keyfile KEY" in message
+    # with its key, or with a file holding both, it serves wss://
+    assert tls_policy(settings_from_args(["--certfile", str(cert), "--keyfile", str(key)])).context is not None
+    both = tmp_path / "both.pem"
+    both.write_bytes(cert.read_bytes() + key.read_bytes())
+    assert tls_policy(settings_from_args(["--certfile", str(both)])).context is not None
+
+
+def test_a_certificate_given_as_the_keyfile_says_so(tmp_path):
+    from server.cli import tls_policy
+
+    cert, _ = _split_pair(tmp_path)
+    with pytest.raises(CliError) as err:
+        tls_policy(settings_from_args(["--certfile", str(cert), "--keyfile", str(cert)]))
+    assert f"--keyfile {cert} holds no private key" in err.value.message
+
+
+def test_a_certificate_without_its_key_stops_the_server_process_with_the_advice(tmp_path):
+    cert, _ = _split_pair(tmp_path)
+    proc = subprocess.run(
+        SERVER_CMD + ["--port", str(_free_port()), "--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR),
+                      "--punc-dir", "", "--lm-dir", "none", "--certfile", str(cert)],
+        capture_output=True, text=True, timeout=60, env=NO_HUB,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "holds no private key" in proc.stderr and "--keyfile KEY" in proc.stderr
+
+
+# ------------------------------------------------------------------ --offline-is-final
+
+
+def test_offline_is_final_flag():
+    assert settings_from_args([]).offline_is_final is False
+    assert settings_from_args(["--offline-is-final"]).offline_is_final is True
+    assert settings_from_args(["--offline_is_final", "true"]).offline_is_final is True
+    assert settings_from_args(["--offline-is-final", "false"]).offline_is_final is False
+
+
+@pytest.mark.parametrize("flag", [[], ["--offline-is-final"]], ids=["default", "offline-is-final"])
+def test_offline_is_final_reaches_the_server_process(flag):
+    port = _free_port()
+    args = ["--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR), "--punc-dir", "", "--lm-dir", "none",
+            "--certfile", "0"] + flag
+    with server_process(SERVER_CMD + args, port) as proc:
+        with connect(f"ws://127.0.0.1:{port}") as ws:
+            ws.send(json.dumps({"mode": "offline", "wav_name": "final"}))
+            ws.send(fixture_pcm())
+            ws.send(json.dumps({"is_speaking": False}))
+            msg = json.loads(ws.recv(timeout=60))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert msg["mode"] == "offline" and msg["text"] and msg["is_final"] is bool(flag)

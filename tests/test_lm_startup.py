@@ -1,4 +1,4 @@
-"""``--lm-dir`` at start-up: the default-vs-named rule, the checks, where the LM is attached, the guides' scripts.
+"""``--lm-dir`` at start-up: the default-vs-named rule, the checks, where the LM is attached.
 
 The contract is FunASR's C++ server (shared/lm-decoding.md §1.2, §2.6, §4): the LM is on by default
 (``damo/speech_ngram_lm_zh-cn-ai-wesp-fst``, revision ``v1.0.2``), ``none``/``""`` turns it off,
@@ -8,11 +8,9 @@ Where the reference exits or silently decodes greedily, this server either start
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import signal
-import ssl
 import subprocess
 from pathlib import Path
 from typing import List
@@ -30,7 +28,6 @@ from models.wfst_decoder import WfstDecoder
 from server.cli import PROG_2PASS, CliError, settings_from_args
 from server.model_loader import load_models
 from server.settings import DEFAULT_LM_MODEL, ServerSettings
-from server.tls import self_signed_pair
 from tests.harness import ServerThread, fixture_settings
 from tests.paths import (
     ASR_CONTEXTUAL_DIR,
@@ -40,12 +37,11 @@ from tests.paths import (
     ASR_TIMESTAMP_DIR,
     LM_DIR,
     PUNC_DIR,
-    PUNC_LARGE_DIR,
     PUNC_REALTIME_DIR,
     SENSEVOICE_DIR,
     VAD_DIR,
 )
-from tests.test_cli import SERVER_2PASS_CMD, SERVER_CMD, _free_port, fixture_pcm, server_process
+from tests.test_cli import SERVER_CMD, _free_port, fixture_pcm, server_process
 from tests.test_server_offline import recv_json, send_utterance
 
 WARNING_TEXT = "starting without an n-gram LM; pass --lm-dir DIR or --lm-dir none"
@@ -285,89 +281,14 @@ def test_the_fixture_lm_attaches_to_the_offline_paraformer(tmp_path, hub, caplog
     assert "MiB on disk" in line and "MiB in memory" in line and "loaded in" in line
 
 
-# ------------------------------------------------------------------ the guides' command lines
-
-
-@pytest.fixture
-def guide_dirs(tmp_path) -> dict:
-    """Local directories (and files) for every id and path run_server.sh and run_server_2pass.sh pass."""
-    import itn  # WeTextProcessing: its bundled grammar is FunASR's fst_itn_zh
-
-    itn_dir = tmp_path / "fst_itn_zh"
-    itn_dir.mkdir()
-    for name in ("zh_itn_tagger.fst", "zh_itn_verbalizer.fst"):
-        shutil.copy(Path(itn.__file__).parent / name, itn_dir / name)
-    cert, key = self_signed_pair(tmp_path / "ssl_key")
-    hotwords = tmp_path / "hotwords.txt"
-    hotwords.write_text("阿里巴巴 20\n哇哦 30\n", encoding="utf-8")
-    (tmp_path / "models").mkdir()
-    return dict(download=tmp_path / "models", itn=itn_dir, cert=cert, key=key, hotword=hotwords)
-
-
-def _guide_flags(d: dict, port: int) -> List[str]:
-    """The flags after ``--punc-dir`` in both scripts, in their order (FunASR runtime/run_server*.sh)."""
-    return ["--itn-dir", str(d["itn"]), "--lm-dir", str(LM_DIR), "--decoder-thread-num", "2",
-            "--model-thread-num", "1", "--io-thread-num", "1", "--port", str(port),
-            "--certfile", str(d["cert"]), "--keyfile", str(d["key"]), "--hotword", str(d["hotword"])]
-
-
-def _unverified_tls() -> ssl.SSLContext:
-    """As FunASR's clients connect: TLS without verifying the certificate."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+# ------------------------------------------------------------------ the server process
+# (the guides' run_server.sh and run_server_2pass.sh command lines, with --lm-dir: tests/test_guides.py)
 
 
 def _stop(proc: subprocess.Popen) -> str:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     return proc.stderr.read()
-
-
-def test_run_server_sh_command_line_starts_and_answers(guide_dirs):
-    """run_server.sh: --download-model-dir --model-dir --vad-dir --punc-dir --itn-dir --lm-dir
-    --decoder-thread-num --model-thread-num --io-thread-num --port --certfile --keyfile --hotword."""
-    port = _free_port()
-    cmd = SERVER_CMD + ["--download-model-dir", str(guide_dirs["download"]), "--model-dir", str(ASR_TIMESTAMP_DIR),
-                        "--vad-dir", str(VAD_DIR), "--punc-dir", str(PUNC_LARGE_DIR)] + _guide_flags(guide_dirs, port)
-    with server_process(cmd, port, own_port_flags=True) as proc:
-        pcm = fixture_pcm()
-        with connect(f"wss://127.0.0.1:{port}", ssl=_unverified_tls()) as ws:
-            ws.send(json.dumps({"mode": "offline", "wav_name": "guide", "wav_format": "pcm", "audio_fs": 16000,
-                                "is_speaking": True, "itn": True}))
-            for i in range(0, len(pcm), 1920):
-                ws.send(pcm[i : i + 1920])
-            ws.send(json.dumps({"is_speaking": False}))
-            msg = json.loads(ws.recv(timeout=60))
-        assert msg["mode"] == "offline" and msg["wav_name"] == "guide" and msg["text"]
-        log = _stop(proc)
-    assert f"n-gram LM: {LM_DIR}" in log and "offline profile" in log
-    assert str(guide_dirs["itn"]) in log and "--lm-dir" not in log  # no warning about the LM
-
-
-def test_run_server_2pass_sh_command_line_starts_and_answers(guide_dirs):
-    """run_server_2pass.sh: the same flags plus --online-model-dir, through funasr-wss-server-2pass."""
-    port = _free_port()
-    cmd = SERVER_2PASS_CMD + ["--download-model-dir", str(guide_dirs["download"]),
-                              "--model-dir", str(ASR_TIMESTAMP_DIR), "--online-model-dir", str(ASR_ONLINE_DIR),
-                              "--vad-dir", str(VAD_DIR), "--punc-dir", str(PUNC_REALTIME_DIR)]
-    cmd += _guide_flags(guide_dirs, port)
-    with server_process(cmd, port, own_port_flags=True) as proc:
-        pcm = fixture_pcm()
-        with connect(f"wss://127.0.0.1:{port}", ssl=_unverified_tls()) as ws:
-            ws.send(json.dumps({"mode": "2pass", "wav_name": "guide2", "chunk_size": [5, 10, 5], "is_speaking": True}))
-            for i in range(0, len(pcm), 9600):
-                ws.send(pcm[i : i + 9600])
-            ws.send(json.dumps({"is_speaking": False}))
-            msgs = []
-            while not msgs or not msgs[-1].get("is_final"):
-                msgs.append(json.loads(ws.recv(timeout=60)))
-        assert {m["mode"] for m in msgs} == {"2pass-online", "2pass-offline"}
-        assert msgs[-1]["mode"] == "2pass-offline" and msgs[-1]["wav_name"] == "guide2"
-        assert any(m["text"] for m in msgs if m["mode"] == "2pass-offline")
-        log = _stop(proc)
-    assert f"n-gram LM: {LM_DIR}" in log and "2pass profile" in log and "--lm-dir" not in log
 
 
 def test_without_lm_dir_the_server_process_starts_and_warns_once(tmp_path):

@@ -324,3 +324,53 @@ def test_limits_message_size_and_utterance_length():
             with pytest.raises(ConnectionClosed) as closed:
                 ws.recv(timeout=10)
             assert closed.value.rcvd.code == 1009
+
+
+def test_offline_is_final_opt_in_sends_one_final_result(offline_server):
+    """``--offline-is-final`` (ServerOptions.offline_is_final): the one result says ``"is_final": true`` for
+    clients that wait for it (xiaozhi's provider, funasr-client's file_asr), and nothing else changes: still
+    exactly one message per end signal, the same text and timestamps, the ``is_end`` acknowledgement after it."""
+    pcm, _ = read_pcm("zh03_triton_mid.wav")
+    with connect(offline_server.url) as ws:  # the default: false, as the reference and the guides
+        send_utterance(ws, pcm, wav_name="opt")
+        plain = recv_json(ws)
+        send_utterance(ws, b"", wav_name="opt-empty")
+        plain_empty = recv_json(ws)
+    assert plain["is_final"] is False and plain["text"] and plain_empty["is_final"] is False
+    opted = ServerThread(offline_server.settings, models=offline_server.models)
+    opted.extra_options["offline_is_final"] = True
+    with opted:
+        with connect(opted.url) as ws:
+            send_utterance(ws, pcm, wav_name="opt")
+            assert recv_json(ws) == dict(plain, is_final=True)
+            assert_silent(ws)
+            send_utterance(ws, b"", wav_name="opt-empty")  # an empty utterance too
+            assert recv_json(ws) == dict(plain_empty, is_final=True)
+            send_utterance(ws, pcm, wav_name="opt", end=END)
+            assert recv_json(ws) == dict(plain, is_final=True)
+            assert recv_json(ws) == {"mode": "offline", "wav_name": "opt", "text": "", "is_final": True, "is_end": True}
+            assert_silent(ws)
+
+
+def test_offline_is_final_lets_the_clients_that_wait_for_it_return_at_once(offline_server):
+    """xiaozhi's ``fun_server`` provider returns with the text at once instead of after its 5 s timeout;
+    ``funasr-client``'s ``file_asr_stream`` and ``file_asr`` return instead of waiting for ever (its
+    ``merge_messages`` keeps only ``2pass-offline`` messages, so ``file_asr``'s merged text stays empty:
+    README, Clients in the field)."""
+    import funasr_client
+
+    from tests.test_third_party_clients import XIAOZHI_RECV_TIMEOUT, finishes, run_async, xiaozhi_fun_server
+
+    pcm, _ = read_pcm("zh01_asr_example_zh.wav")
+    want = expected(offline_server, pcm16_to_float(pcm), itn=False).text
+    opted = ServerThread(offline_server.settings, models=offline_server.models)
+    opted.extra_options["offline_is_final"] = True
+    with opted:
+        run = run_async(xiaozhi_fun_server(opted.url, "none", pcm, "xz", is_ssl=False))
+        assert run.ended_by == "final" and run.seconds < XIAOZHI_RECV_TIMEOUT
+        assert run.text == want and want and [m["is_final"] for m in run.messages] == [True]
+        path = str(AUDIO / "zh01_asr_example_zh.wav")
+        messages = finishes(lambda: list(funasr_client.file_asr_stream(path, opted.url, mode="offline", decode=False)),
+                            timeout=30)
+        assert [(m["mode"], m["is_final"]) for m in messages] == [("offline", True)] and messages[0]["text"]
+        assert finishes(funasr_client.file_asr, path, opted.url, mode="offline", timeout=30)["is_final"] is True
