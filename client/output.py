@@ -6,6 +6,12 @@ with punctuation attached.  Servers or modes without them (``online`` mode, a
 model without timestamps) still get subtitles: one cue per result, timed by the
 segment's ``start_time``/``end_time`` or its token timestamps, or spanning the
 whole file.
+
+No cue is empty or without duration.  A piece with no time of its own (no
+tokens, ``start: -1`` as FunASR's servers write for a mark with nothing before
+it, such as a 2pass segment's text that begins with the previous segment's
+``。``, or ``end <= start``) is no cue: its text joins the cue before it, or
+the next one when none came before (a bare mark then is dropped).
 """
 from __future__ import annotations
 
@@ -61,8 +67,11 @@ def cues(result: FileResult) -> List[Cue]:
     raw: List[Cue] = []
     if transcript.stamp_sents:
         for piece in transcript.stamp_sents:
-            text = join_tokens(str(piece.get("text_seg", ""))) + str(piece.get("punc", "") or "")
-            if text.strip():
+            words = join_tokens(str(piece.get("text_seg", "")))
+            text = words + str(piece.get("punc", "") or "")
+            if not words:  # a mark alone: no time of its own, whatever its start and end say
+                raw.append(Cue(-1, -1, text))
+            else:
                 raw.append(Cue(int(piece["start"]), int(piece["end"]), text))
     else:
         previous_end = 0
@@ -75,11 +84,36 @@ def cues(result: FileResult) -> List[Cue]:
             previous_end = end
         if not raw and transcript.text:
             raw.append(Cue(0, duration_ms, transcript.text))
+    return _timed(raw, duration_ms)
+
+
+def _timed(raw: Sequence[Cue], duration_ms: int) -> List[Cue]:
+    """Cues in order (a start never before the previous start); one without time of its
+    own (``end <= start``, negative times) gives its text to the cue before it, or to
+    the next one; text that is only punctuation and whitespace is not carried forward.
+    Text with no timed cue at all spans the whole file."""
     fixed: List[Cue] = []
+    carried = ""  # timeless text before the first timed cue
     for cue in raw:
+        if not cue.text.strip():
+            continue
         start = max(cue.start_ms, fixed[-1].start_ms if fixed else 0)
-        fixed.append(Cue(start, max(cue.end_ms, start + 1), cue.text))
+        if cue.start_ms < 0 or cue.end_ms <= start:
+            if fixed:
+                last = fixed[-1]
+                fixed[-1] = Cue(last.start_ms, max(last.end_ms, cue.end_ms), last.text + cue.text)
+            elif _has_words(cue.text):
+                carried += cue.text
+            continue
+        fixed.append(Cue(start, cue.end_ms, carried + cue.text))
+        carried = ""
+    if carried and duration_ms > 0:
+        fixed.append(Cue(0, duration_ms, carried))
     return fixed
+
+
+def _has_words(text: str) -> bool:
+    return any(ch.isalnum() for ch in text)
 
 
 def render_srt(items: Sequence[Cue]) -> str:

@@ -211,8 +211,8 @@ class HotwordEmbedder:
         """The ``[N + 1, d]`` bias for ``words`` (blank row last), with the words left out."""
         tokens = self.tokenize(words)
         rejected = [(word, self._reason(word, offending)) for word, offending in tokens.rejected]
-        for word, reason in rejected:
-            log.info("hotword %r not used: %s", word, reason)
+        for word, reason in rejected:  # the callers tell the client (or the operator) once
+            log.debug("hotword %r not used: %s", word, reason)
         if not tokens.words:
             return HotwordBias(self._blank, [], rejected)
         return HotwordBias(self._run(tokens), list(tokens.words), rejected)

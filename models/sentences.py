@@ -6,6 +6,14 @@ what FunASR's servers count: one Chinese character, one digit, one
 punctuation character, or one run of other characters (an English word).
 Punctuation marks that close a piece (``，。？、,?``) carry no time.
 
+Every sentence piece holds at least one timed unit, so its ``start``/``end``
+are real times.  A closing mark with no unit before it in its piece starts no
+piece of its own: in 2pass the realtime punctuation reports the previous
+segment's last mark at the start of the next segment's text (``。后面``),
+and a doubled mark (``好，，``) closes nothing the first one did not.  Those
+marks stay in the text; FunASR's ``TimestampSentence`` gives them a piece with
+``start: -1`` (or 0) and no tokens, which subtitle writers turn into empty cues.
+
 ITN rewrites units (``二 零 二 四`` → ``2 0 2 4``, ``百 分 之 五 十`` →
 ``5 0 %``), so times are re-aligned after it: units that ITN kept keep their
 times, and each rewritten stretch shares the time of the units it replaced,
@@ -174,7 +182,8 @@ class SentencePiece:
 def sentence_pieces(text: str, spans: Sequence[Span]) -> List[SentencePiece]:
     """Cut ``text`` at closing marks; each piece lists its units and their times.
 
-    Units beyond the available spans are left out, as the reference does.
+    Units beyond the available spans are left out, as the reference does; a mark
+    that closes no timed unit makes no piece (see the module docstring).
     """
     pieces: List[SentencePiece] = []
     units: List[str] = []
@@ -182,7 +191,8 @@ def sentence_pieces(text: str, spans: Sequence[Span]) -> List[SentencePiece]:
     k = 0
     for unit in split_units(text):
         if unit in CLOSING_MARKS:
-            pieces.append(_piece(units, times, unit))
+            if units:
+                pieces.append(_piece(units, times, unit))
             units, times = [], []
         elif k < len(spans):
             units.append(unit)
@@ -194,6 +204,4 @@ def sentence_pieces(text: str, spans: Sequence[Span]) -> List[SentencePiece]:
 
 
 def _piece(units: List[str], times: List[List[int]], punc: str) -> SentencePiece:
-    start = times[0][0] if times else -1
-    end = times[-1][1] if times else -1
-    return SentencePiece(" ".join(units), punc, start, end, times)
+    return SentencePiece(" ".join(units), punc, times[0][0], times[-1][1], times)

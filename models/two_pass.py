@@ -279,9 +279,13 @@ class TwoPassStream:
             if self.run_offline:
                 self._online.reset()  # its tail text would be replaced at once by the offline pass
             else:
+                # The VAD reports a segment's end up to its end silence (800 ms) after it, and the
+                # online model has had that audio already: its last text comes from all it was
+                # given, so that is what it "heard" (the segment's end would go back in time).
+                heard = max(self._online_pos, end)
                 text = self._online.accept(self._audio.slice(self._online_pos, end), is_final=True).text
                 if text:
-                    events.append(PartialText(text, self._segments, end // self.samples_per_ms, ends_segment=True))
+                    events.append(PartialText(text, self._segments, heard // self.samples_per_ms, ends_segment=True))
         if self.run_offline:
             segment = (self._segments, start_ms, end_ms)
             if final_call:

@@ -8,6 +8,17 @@ commas since 2026-02 (``"阿里巴巴,达摩院,通义千问"``), older clients 
 HTML5 page send the JSON object.  The file has ``word weight`` lines.  The
 client's weight wins on duplicates.
 
+Weights in plain words follow the file's rule, a trailing integer after a word
+is its weight: an item that is an integer (digits, optionally after ``-``)
+right after a word is that word's weight, and a word with no integer after it
+gets the default weight (20).  So ``"春 20"`` is ``{"春": 20}``,
+``"阿里巴巴 20 达摩院"`` is ``{"阿里巴巴": 20, "达摩院": 20}`` (the default),
+``"阿里巴巴 30,达摩院 40"`` (file lines joined with commas) is
+``{"阿里巴巴": 30, "达摩院": 40}``.  Weights are checked as in JSON (0 to 100:
+``"春 200"`` drops ``春``), and an integer with no word before it (``"20 春"``,
+``"春 20 30"``) is dropped with a warning, never taken as a hotword: a
+recogniser writes numbers as characters, so a digit hotword matches nothing.
+
 Why bad client hotwords are dropped with a warning, not refused: the reference
 servers carry on whatever the hotwords, but without a word to the client (a
 hotword whose weight is a string vanishes, a word longer than 10 characters is
@@ -36,6 +47,8 @@ MAX_WORD_CHARS = 10
 MAX_WORDS = 1000
 #: What separates plain hotwords: whitespace, ASCII/full-width commas, the enumeration comma, semicolons.
 PLAIN_SEPARATORS = re.compile(r"[\s,，、;；]+")
+#: An integer weight written as text (a plain item, a file's last field, a JSON string): what ``int`` reads.
+INTEGER = re.compile(r"-?\d+")
 #: A warning names at most this many dropped hotwords, then counts the rest.
 WARNING_NAMES = 20
 
@@ -69,7 +82,7 @@ def _problem(word: str, weight: object) -> Tuple[int, Optional[str]]:
     if word_length(word) > MAX_WORD_CHARS:
         return 0, f"longer than {MAX_WORD_CHARS} characters"
     if isinstance(weight, bool) or not isinstance(weight, int):
-        if isinstance(weight, str) and weight.strip().lstrip("-").isdigit():
+        if isinstance(weight, str) and INTEGER.fullmatch(weight.strip()):
             weight = int(weight.strip())
         elif isinstance(weight, float) and weight.is_integer():
             weight = int(weight)
@@ -95,7 +108,7 @@ def parse_hotword_file(path: Path) -> Dict[str, int]:
         if not line or line.startswith("#"):
             continue
         parts = line.rsplit(None, 1)
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+        if len(parts) == 2 and INTEGER.fullmatch(parts[1]):
             word, weight = parts[0].strip(), parts[1]
         else:
             word, weight = line, DEFAULT_WEIGHT
@@ -144,10 +157,13 @@ def parse_client_hotwords(value: Any) -> Tuple[Dict[str, int], List[Dropped]]:
                 )
             items = [(str(k).strip(), v) for k, v in parsed.items()]
         else:
-            items = [(w, DEFAULT_WEIGHT) for w in PLAIN_SEPARATORS.split(text) if w]
+            items = _plain_items(text)
     words: Dict[str, int] = {}
     dropped: List[Dropped] = []
     for word, weight in items:
+        if word is _NO_WORD:
+            dropped.append((str(weight), "a weight with no hotword before it (plain hotwords are 'word weight')"))
+            continue
         checked, problem = _problem(word, weight)
         if problem is not None:
             dropped.append((word, problem))
@@ -156,6 +172,30 @@ def parse_client_hotwords(value: Any) -> Tuple[Dict[str, int], List[Dropped]]:
         else:
             dropped.append((word, f"over the limit of {MAX_WORDS} hotwords"))
     return words, dropped
+
+
+#: Stands for the missing word of a weight that follows no word, in :func:`_plain_items`.
+_NO_WORD = object()
+
+
+def _plain_items(text: str) -> List[Tuple[Any, Any]]:
+    """Plain hotwords → (word, weight) items; an integer after a word is its weight (module docstring).
+    A weight with no word before it comes out as ``(_NO_WORD, the weight as sent)``."""
+    items: List[Tuple[Any, Any]] = []
+    weighted = True  # the last item already has its weight (or there is none)
+    for piece in PLAIN_SEPARATORS.split(text):
+        if not piece:
+            continue
+        if INTEGER.fullmatch(piece):
+            if weighted:
+                items.append((_NO_WORD, piece))
+            else:
+                items[-1] = (items[-1][0], int(piece))
+                weighted = True
+        else:
+            items.append((piece, DEFAULT_WEIGHT))
+            weighted = False
+    return items
 
 
 def merge_hotwords(server: Dict[str, int], client: Dict[str, int]) -> Tuple[Dict[str, int], List[Dropped]]:

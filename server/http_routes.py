@@ -19,6 +19,13 @@ Every request passes through :meth:`HttpRoutes.__call__` (websockets'
 The key is accepted as ``Authorization: Bearer <key>``, as the
 ``Bearer; <key>`` form xiaozhi-esp32-server sends, or as ``?token=<key>`` for
 clients that cannot set headers (browsers).
+
+websockets logs every request it answers at INFO (``HTTP response sent (200
+OK)``, then ``connection closed``): a load balancer probing ``/health`` every
+second, or Prometheus scraping ``/metrics``, would fill the log with them.
+:class:`QuietProbes` moves those lines to DEBUG; the lines of WebSocket
+connections (on any path, ``/health`` included), of every other request, and
+websockets' warnings and errors stay as they are.
 """
 from __future__ import annotations
 
@@ -43,6 +50,41 @@ SINGLE_HEADERS = ("Host", "Authorization", "Upgrade", "Sec-WebSocket-Key", "Sec-
 
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
+#: Plain HTTP requests that monitoring repeats all day: websockets' INFO lines about them go to DEBUG.
+PROBE_PATHS = frozenset({HEALTH_PATH, METRICS_PATH})
+#: The logger of websockets' server side (its connections log through it too).
+WEBSOCKETS_LOGGER = "websockets.server"
+
+
+class QuietProbes(logging.Filter):
+    """Demote websockets' INFO records about a ``/health`` or ``/metrics`` request to DEBUG.
+
+    websockets attaches the connection to each record it logs (``record.websocket``);
+    a record whose connection asked for a probe path in plain HTTP becomes a DEBUG
+    record, shown only where DEBUG is on.  Records at WARNING and above always pass.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not _is_probe(getattr(record, "websocket", None)):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+def _is_probe(connection: object) -> bool:
+    try:  # websockets passes a weak proxy: the connection may be gone
+        request = getattr(connection, "request", None)
+    except ReferenceError:
+        return False
+    if not isinstance(request, Request) or is_websocket_handshake(request):
+        return False
+    return urlsplit(request.path).path in PROBE_PATHS
+
+
+def quiet_probe_logs(logger: logging.Logger = logging.getLogger(WEBSOCKETS_LOGGER)) -> None:
+    """Put :class:`QuietProbes` on websockets' server logger (once, however often it is called)."""
+    if not any(isinstance(f, QuietProbes) for f in logger.filters):
+        logger.addFilter(QuietProbes())
 
 
 @dataclass(frozen=True)
@@ -82,6 +124,7 @@ class HttpRoutes:
         self.profile = profile  # "2pass", "offline", or "" while the models load
         self.accepting = accepting  # models loaded and not draining
         self.admit = admit  # counts a connection in; returns how many others are open
+        quiet_probe_logs()  # websockets would log each probe of /health and /metrics at INFO
 
     def __call__(self, connection: ServerConnection, request: Request) -> Optional[Response]:
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Dict, Optional, Set, Tuple, TypeVar
 
 from .audio_budget import AudioBudget, unlimited
 
@@ -54,6 +54,10 @@ Send = Callable[[str], Awaitable[None]]
 #: ``json.loads`` and the hotword parser take well under a millisecond; above it, up to the
 #: text-message cap, a few milliseconds that other connections must not wait for.
 OFF_LOOP_CHARS = 16 << 10
+
+#: The server's own ``--hotword`` words the n-gram LM cannot spell, as (word, why), already logged:
+#: every connection finds the same ones, so each is logged once per process, not per connection.
+_LOGGED_SERVER_LM_PROBLEMS: Set[Tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,10 @@ class Session:
 
     async def _read_hotwords(self, value: object) -> None:
         """Merge the client's hotwords into the server's, embed them once when the model takes
-        hotwords, and tell the client about any it loses (bad entries, words the model cannot spell)."""
+        hotwords, and tell the client about any it loses (bad entries, words the model cannot spell).
+
+        Each unusable hotword of the client's is logged once, in the warning's line; the
+        server's own are logged at start-up (and the n-gram LM's problems with them once)."""
         warning: Optional[str] = None
         client: Dict[str, int] = {}
         dropped = []
@@ -227,6 +234,8 @@ class Session:
                     client, dropped = parse_client_hotwords(value)
             except ClientHotwordsUnreadable as exc:
                 warning = unreadable_text(str(exc))
+        sent = set(client)  # the client's words, also those dropped below: the warning names those
+        if value is not None:
             self.hotwords, over = merge_hotwords(self.server_hotwords, client)
             dropped += over
             client = {w: v for w, v in client.items() if w not in {o for o, _ in over}}
@@ -234,7 +243,7 @@ class Session:
             self.hotword_embedding = await self.run_job(embed_hotwords, self.models, list(self.hotwords))
             client, lost = unspellable(client, list(self.hotword_embedding.rejected))
             dropped += lost
-        lm_notes = await self._prepare_lm(client)
+        lm_notes = await self._prepare_lm(client, sent)
         if dropped:
             warning = warning_text(dropped, kept=len(client))
         if lm_notes:
@@ -246,12 +255,14 @@ class Session:
             self.metrics.error("bad_hotword")
             await self.send_warning(warning)
 
-    async def _prepare_lm(self, client: Dict[str, int]) -> Optional[str]:
+    async def _prepare_lm(self, client: Dict[str, int], sent: Set[str] = frozenset()) -> Optional[str]:
         """Spell the merged hotwords for the n-gram LM (BiasLm) once for the connection.
 
-        Returns what the client should hear about its own words: those the LM's
-        lexicon or the model's vocabulary cannot spell (the reference drops them
-        without a word), or None."""
+        Returns what the client should hear about its own words (``client``, those still
+        used): those the LM's lexicon or the model's vocabulary cannot spell (the
+        reference drops them without a word), or None.  Problems with the server's own
+        words are logged, once per process; those with words the client sent and lost
+        already (``sent``, not in ``client``) are not: its warning names them."""
         if not uses_lm(self.models):
             return None
         if not self.hotwords:
@@ -259,8 +270,10 @@ class Session:
             return None
         self.lm_context = await self.run_job(lm_context, self.models, self.hotwords)
         for word, why in self.lm_context.problems:
-            if word not in client:
-                self.log.info("--hotword %r and the n-gram LM: %s", word, why)
+            if word in client or word in sent or (word, why) in _LOGGED_SERVER_LM_PROBLEMS:
+                continue
+            _LOGGED_SERVER_LM_PROBLEMS.add((word, why))
+            self.log.info("--hotword %r and the n-gram LM: %s", word, why)
         return lm_spelling_text(
             [(w, why) for w, why in self.lm_context.problems if w in client],
             reaches_lm=self.lm_context.bias is not None,

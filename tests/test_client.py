@@ -24,7 +24,7 @@ from client.batch import FileResult
 from client.cli import main
 from client.hotwords import hotword_message
 from client.inputs import AudioInput, expand_inputs, float_to_pcm16, load_pcm
-from client.output import cues, join_tokens, render_srt
+from client.output import Cue, cues, join_tokens, render_srt
 from client.protocol_flow import Segment, Transcript
 from models.audio import load_audio_file, pcm16_to_float
 from models.two_pass import PartialText, SegmentText
@@ -322,6 +322,40 @@ def test_srt_fallback_and_token_joining():
     long = FileResult(item, Transcript("好", "online", [], 1), audio_seconds=3725.5)
     assert parse_srt(render_srt(cues(long))) == [(1, 0, 3725500, "好")]
     assert render_srt(cues(long)).splitlines()[1] == "00:00:00,000 --> 01:02:05,500"
+
+
+def piece(text_seg: str, punc: str, start: int, end: int) -> dict:
+    return {"text_seg": text_seg, "punc": punc, "start": start, "end": end, "ts_list": []}
+
+
+def test_srt_never_writes_an_empty_or_zero_length_cue():
+    """A 2pass segment whose text begins with the previous segment's ``。``: FunASR's servers send that
+    mark as a piece of its own with no tokens and ``start: -1``; it closes the cue before it."""
+    item = AudioInput(0, "x", "x.wav")
+    segments = [
+        Segment("甲乙", 0, 1500, stamp_sents=[piece("甲 乙", "", 100, 900)]),
+        Segment("。丙丁，戊。", 1500, 4000, stamp_sents=[
+            piece("", "。", -1, -1),  # the previous segment's mark
+            piece("丙 丁", "，", 1600, 2200),
+            piece("", "，", 0, 0),  # a doubled mark (the reference's empty piece after the first)
+            piece("戊", "。", 2500, 2500),  # a token with no duration
+            piece("", "", 3000, 3500),  # nothing at all
+        ]),
+    ]
+    result = FileResult(item, Transcript("甲乙。丙丁，戊。", "2pass-offline", segments, 2), audio_seconds=4.0)
+    assert render_srt(cues(result)) == (
+        "1\n00:00:00,100 --> 00:00:00,900\n甲乙。\n\n2\n00:00:01,600 --> 00:00:02,500\n丙丁，，戊。\n\n")
+    # before any timed cue: a bare mark is dropped, words wait for the next cue
+    lead = [piece("", "。", -1, -1), piece("好", "，", 700, 700), piece("的", "", 800, 900)]
+    result = FileResult(item, Transcript("。好，的", "2pass-offline", [Segment("。好，的", 0, 1000, stamp_sents=lead)], 1), audio_seconds=1.0)
+    assert cues(result) == [Cue(800, 900, "好，的")]
+    # nothing with a time: the text spans the file, never a cue of no length
+    untimed = [piece("好", "。", 300, 300)]
+    result = FileResult(item, Transcript("好。", "offline", [Segment("好。", stamp_sents=untimed)], 1), audio_seconds=2.0)
+    assert cues(result) == [Cue(0, 2000, "好。")]
+    for case in (lead, untimed, segments[1].stamp_sents):
+        for c in cues(FileResult(item, Transcript("", "offline", [Segment("", stamp_sents=case)], 1), audio_seconds=5.0)):
+            assert c.text.strip() and c.end_ms > c.start_ms >= 0
 
 
 def test_output_dir_writes_one_file_per_input(offline_server, tmp_path):

@@ -86,6 +86,22 @@ def test_sentence_pieces_cut_at_marks():
     assert sum(len(p["ts_list"]) for p in pieces) == len(spans)
 
 
+def test_a_mark_with_nothing_before_it_makes_no_sentence_piece():
+    """2pass: the realtime punctuation reports the previous segment's last mark at the start of
+    the next segment's text.  That mark closes no token of this text: no piece with ``start: -1``
+    (FunASR's TimestampSentence writes one), and a doubled mark makes none either."""
+    text = "。后面，，还有"
+    spans = [(5000, 5200), (5200, 5400), (5600, 5800), (5800, 6000)]
+    pieces = [p.to_json() for p in sentence_pieces(text, spans)]
+    assert pieces == [
+        {"text_seg": "后 面", "punc": "，", "start": 5000, "end": 5400, "ts_list": [[5000, 5200], [5200, 5400]]},
+        {"text_seg": "还 有", "punc": "", "start": 5600, "end": 6000, "ts_list": [[5600, 5800], [5800, 6000]]},
+    ]
+    assert sentence_pieces("。", []) == [] and sentence_pieces("？。", []) == []
+    # units beyond the spans are left out: a mark closing only those makes no piece either
+    assert [p.text_seg for p in sentence_pieces("你好。再见。", [(0, 10), (10, 20)])] == ["你 好"]
+
+
 def test_split_units():
     assert split_units("我们hello, world 2024年!") == ["我", "们", "hello", ",", "world", "2", "0", "2", "4", "年", "!"]
     assert split_units("it's e-mail") == ["it's", "e-mail"]

@@ -145,6 +145,31 @@ def test_plain_hotwords_split_on_whitespace_and_commas(text):
     assert parse_client_hotwords(text) == ({"阿里巴巴": 20, "达摩院": 20, "通义千问": 20}, [])
 
 
+@pytest.mark.parametrize("text,words", [
+    ("春 20", {"春": 20}),  # a trailing integer is the weight, as in the --hotword file
+    ("阿里巴巴 30 达摩院", {"阿里巴巴": 30, "达摩院": 20}),  # a word without one gets the default
+    ("阿里巴巴 30,达摩院 40", {"阿里巴巴": 30, "达摩院": 40}),  # file lines joined with commas
+    ("阿里巴巴 0\n达摩院\t100", {"阿里巴巴": 0, "达摩院": 100}),  # the range's ends
+    ("春 ２０", {"春": 20}),  # full-width digits, as int() and the file read them
+])
+def test_a_plain_hotword_s_trailing_integer_is_its_weight(text, words):
+    assert parse_client_hotwords(text) == (words, [])
+
+
+@pytest.mark.parametrize("text,words,dropped", [
+    ("春 200,达摩院", {"达摩院": 20}, [("春", "weight 200 is not between 0 and 100")]),
+    ("春 -1", {}, [("春", "weight -1 is not between 0 and 100")]),
+    ("20 春", {"春": 20}, [("20", "no hotword before it")]),
+    ("春 20 30", {"春": 20}, [("30", "no hotword before it")]),
+    ("春 --5", {"春": 20, "--5": 20}, []),  # not an integer, so a word (as a JSON weight it raised ValueError)
+])
+def test_a_bad_plain_weight_is_dropped_never_taken_as_a_hotword(text, words, dropped):
+    got, lost = parse_client_hotwords(text)
+    assert got == words
+    assert [w for w, _ in lost] == [w for w, _ in dropped]
+    assert all(why in reason for (_, why), (_, reason) in zip(dropped, lost))
+
+
 def test_json_hotword_keys_are_kept_whole():
     words, dropped = parse_client_hotwords('{"two words": 20, "阿里巴巴,达摩院": 30, " 通义 ": 5}')
     assert words == {"two words": 20, "阿里巴巴,达摩院": 30, "通义": 5} and dropped == []
@@ -153,7 +178,7 @@ def test_json_hotword_keys_are_kept_whole():
 @pytest.mark.parametrize("bad,why", [
     ('{"阿里巴巴": -1}', "between 0 and 100"), ('{"阿里巴巴": 101}', "between 0 and 100"),
     ('{"阿里巴巴": "x"}', "not an integer"), ('{"阿里巴巴": 2.5}', "not an integer"), ('{"阿里巴巴": null}', "not an integer"),
-    ('{"阿里巴巴": true}', "not an integer"),
+    ('{"阿里巴巴": true}', "not an integer"), ('{"阿里巴巴": "--5"}', "not an integer"), ('{"阿里巴巴": "²"}', "not an integer"),
     ('{"一二三四五六七八九十一": 20}', "longer than 10"), ("一二三四五六七八九十一", "longer than 10"),
     ("one two three four five six seven eight nine ten eleven", None),  # plain: eleven words, each fine
 ])

@@ -24,7 +24,7 @@ from models.two_pass import FINAL_MARK, PartialText, SegmentText
 from server.session import SessionLimits
 from server.streaming_session import PCM_ONLY_ERROR, StreamingSession
 from tests.harness import ServerThread, fixture_settings_2pass
-from tests.paths import ASR_PLAIN_DIR, AUDIO, PUNC_DIR
+from tests.paths import ASR_PLAIN_DIR, AUDIO, PUNC_DIR, audio_clips
 
 CHUNK = 19200  # 600 ms of 16 kHz int16: what FunASR's clients send per chunk_size [5, 10, 5]
 CONFIG = {"chunk_size": [5, 10, 5], "wav_name": "t", "is_speaking": True}
@@ -159,6 +159,42 @@ def test_2pass_mode_deltas_then_one_offline_message_per_vad_segment(two_pass_ser
     for m in deltas:
         start, end = vad_segments[m["index"]]
         assert start < m["end_time"] <= end + 800 + 600
+
+
+def assert_pieces_are_timed(msg: dict) -> None:
+    """Every sentence piece holds tokens and their times (none with ``start: -1``)."""
+    for p in msg.get("stamp_sents", []):
+        assert p["text_seg"] and p["ts_list"], msg
+        assert (p["start"], p["end"]) == (p["ts_list"][0][0], p["ts_list"][-1][1]), msg
+        assert 0 <= p["start"] < p["end"], msg
+
+
+def test_a_segment_text_that_begins_with_the_carried_mark_makes_no_empty_piece(two_pass_server):
+    """The realtime punctuation carries the open sentence into the next segment, so the mark that
+    closes it comes at the start of that segment's text; it must not become a piece of its own."""
+    run = stream(two_pass_server.url, pcm_of("long02_vad_30s_48k.wav"), "2pass")
+    offline = [m for m in run.of_mode("2pass-offline") if m["text"]]
+    assert any(m["text"][0] in "。？" for m in offline), "the clip no longer shows the case"
+    for m in offline:
+        assert_pieces_are_timed(m)
+        # the pieces hold every timed token of the text
+        assert sum(len(p["ts_list"]) for p in m["stamp_sents"]) == len(json.loads(m["timestamp"]))
+
+
+@pytest.mark.parametrize("clip", [p.name for p in audio_clips()])
+def test_delta_end_times_never_go_back(two_pass_server, clip):
+    """``end_time`` of the deltas (how far the server had heard) only grows within an utterance, in
+    both streaming modes.  The online mode's last text of a segment comes when the VAD closes it,
+    up to 800 ms after the segment's end, from all the audio the online model had by then."""
+    pcm = pcm_of(clip)
+    heard_all = len(pcm) // 32  # ms of audio sent
+    for mode, label in (("online", "online"), ("2pass", "2pass-online")):
+        run = stream(two_pass_server.url, pcm, mode)
+        heard = [m["end_time"] for m in run.messages if m["mode"] == label and not m["is_final"]]
+        assert heard == sorted(heard), (mode, heard)
+        assert all(0 < h <= heard_all for h in heard), (mode, heard)
+        for m in run.of_mode("2pass-offline"):
+            assert_pieces_are_timed(m)
 
 
 def test_online_mode_gives_only_online_deltas_and_a_final(two_pass_server):
