@@ -31,7 +31,6 @@ from typing import Dict, List, Tuple
 import pytest
 from websockets.sync.client import connect
 
-import models.model_dir as model_dir_module
 from models.model_dir import ITN_FILES, ModelDirError, resolve_model_dir
 from models.two_pass import TwoPassRecognizer
 from models.wfst_decoder import WfstDecoder
@@ -49,6 +48,7 @@ from tests.paths import (
     VAD_DIR,
 )
 from tests.test_cli import SERVER_2PASS_CMD, SERVER_CMD, _free_port, fixture_pcm, server_process
+from tests.test_lm_startup import Hub, hub  # noqa: F401  (ModelScope unreachable, probes counted)
 
 ITN_ID = "thuduj12/fst_itn_zh"
 
@@ -158,23 +158,6 @@ class Guide:
 @pytest.fixture(scope="module")
 def guide(tmp_path_factory) -> Guide:
     return Guide(tmp_path_factory.mktemp("guide"))
-
-
-class Hub:
-    """ModelScope as the resolver sees it: unreachable, each probe counted."""
-
-    def __init__(self, monkeypatch):
-        self.probes = 0
-        monkeypatch.setattr(model_dir_module, "_hub_reachable", self._probe)
-
-    def _probe(self, timeout: float = 5.0) -> bool:
-        self.probes += 1
-        return False
-
-
-@pytest.fixture
-def hub(monkeypatch) -> Hub:
-    return Hub(monkeypatch)
 
 
 def underscored(argv: List[str]) -> List[str]:
