@@ -6,9 +6,11 @@ memory of one call).  Each recogniser decides its own ``batch_size``.
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
+
+R = TypeVar("R")
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, max_frames: int) -> List[List[int]]:
@@ -55,3 +57,27 @@ def pad_features(feats: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
     for row, f in enumerate(feats):
         speech[row, : lengths[row]] = f
     return speech, lengths
+
+
+def run_or_isolate(
+    run: Callable[[], R],
+    rows: Sequence[int],
+    run_alone: Callable[[int], None],
+    give_up: Callable[[int, Exception], None],
+) -> Optional[R]:
+    """``run()`` (one onnxruntime call over the segments ``rows``), or None when it failed.
+
+    onnxruntime raises its own types (and silence can trip a graph), so any exception counts.  A failed
+    call of several segments is retried one segment at a time (``run_alone(i)``), so one bad segment
+    cannot lose its neighbours; a lone segment that fails gets ``give_up(i, exc)`` (log it, store an
+    empty result).  The caller stops when None comes back: every row has been dealt with.
+    """
+    try:
+        return run()
+    except Exception as exc:
+        if len(rows) > 1:
+            for i in rows:
+                run_alone(i)
+        else:
+            give_up(rows[0], exc)
+        return None

@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .config import load_config
 from .model_dir import ModelDirError
+from .punctuation import JIEBA_USER_DICT, wants_jieba
 
 log = logging.getLogger(__name__)
 
@@ -98,19 +99,42 @@ _GRAPHS: Dict[ModelKind, Tuple[Tuple[str, str], ...]] = {
     ModelKind.ONLINE: (("model", "the streaming encoder"), ("decoder", "the streaming decoder")),
 }
 
-#: Which kinds each server flag takes.
-ROLES: Dict[str, Tuple[ModelKind, ...]] = {
-    "--model-dir": (
+
+class Role(str, Enum):
+    """The part a model plays in a recogniser (the server gives each role its own option)."""
+
+    OFFLINE = "offline"  # the offline recogniser
+    ONLINE = "online"  # the streaming (online) recogniser of the 2pass profile
+    VAD = "vad"
+    PUNC = "punc"
+
+
+#: Which kinds can play each role.
+ROLES: Dict[Role, Tuple[ModelKind, ...]] = {
+    Role.OFFLINE: (
         ModelKind.PARAFORMER,
         ModelKind.PARAFORMER_TIMESTAMP,
         ModelKind.CONTEXTUAL,
         ModelKind.SEACO,
         ModelKind.SENSEVOICE,
     ),
-    "--online-model-dir": (ModelKind.ONLINE,),
-    "--vad-dir": (ModelKind.VAD,),
-    "--punc-dir": (ModelKind.PUNC, ModelKind.PUNC_REALTIME),
+    Role.ONLINE: (ModelKind.ONLINE,),
+    Role.VAD: (ModelKind.VAD,),
+    Role.PUNC: (ModelKind.PUNC, ModelKind.PUNC_REALTIME),
 }
+
+
+def role_of(kind: ModelKind) -> Optional[Role]:
+    """The role a model of ``kind`` plays (each kind plays exactly one)."""
+    return next((role for role, kinds in ROLES.items() if kind in kinds), None)
+
+
+def describe_role(role: Role) -> str:
+    """What a model for ``role`` is, in words (for errors)."""
+    wanted = ROLES[role]
+    if len(wanted) <= 2:
+        return " or ".join(DESCRIPTIONS[k] for k in wanted)
+    return "an offline recogniser (Paraformer, contextual/SeACo Paraformer or SenseVoiceSmall)"
 
 
 @dataclass(frozen=True)
@@ -120,7 +144,6 @@ class DetectedModel:
     kind: ModelKind
     model_dir: Path
     sample_rate: Optional[int] = None  # frontend_conf.fs, for models that take audio
-    config_model: str = ""  # config.yaml's ``model`` entry as written
     #: Language of the vocabulary when the config says (``en-bpe`` for English Paraformers).
     language: str = ""
     #: Extra abilities found: ``timestamps``, ``hotwords``, ``jieba``.
@@ -148,7 +171,7 @@ def _kind_from_files(model_dir: Path) -> Optional[ModelKind]:
         return ModelKind.CONTEXTUAL
     if any(model_dir.glob("*spectok*.bpe.model")):
         return ModelKind.SENSEVOICE
-    if (model_dir / "jieba_usr_dict").is_file():
+    if (model_dir / JIEBA_USER_DICT).is_file():
         return ModelKind.PUNC
     return None
 
@@ -206,28 +229,16 @@ def detect_model(model_dir: Path) -> DetectedModel:
         features.append("timestamps")
     if kind in (ModelKind.CONTEXTUAL, ModelKind.SEACO):
         features.append("hotwords")
-    if kind is ModelKind.PUNC and (config.get("seg_jieba") or (model_dir / "jieba_usr_dict").is_file()):
+    if kind is ModelKind.PUNC and wants_jieba(model_dir, config):
         features.append("jieba")
     takes_audio = kind not in (ModelKind.PUNC, ModelKind.PUNC_REALTIME)
     return DetectedModel(
         kind=kind,
         model_dir=model_dir,
         sample_rate=_sample_rate(config) if takes_audio else None,
-        config_model=name,
         language=str(config.get("lang") or ""),
         features=tuple(features),
     )
 
 
-def check_role(detected: DetectedModel, flag: str) -> DetectedModel:
-    """Refuse a directory given to the wrong flag, naming the flag it belongs to."""
-    wanted = ROLES[flag]
-    if detected.kind in wanted:
-        return detected
-    right = [f for f, kinds in ROLES.items() if detected.kind in kinds]
-    hint = f"; pass it as {right[0]}" if right else ""
-    expected = " or ".join(DESCRIPTIONS[k] for k in wanted) if len(wanted) <= 2 else "an offline recogniser (Paraformer, contextual/SeACo Paraformer or SenseVoiceSmall)"
-    raise ModelDirError(f"{flag} {detected.model_dir} is {detected.description}, not {expected}{hint}")
-
-
-__all__ = ["DESCRIPTIONS", "DetectedModel", "ModelKind", "ROLES", "check_role", "detect_model"]
+__all__ = ["DESCRIPTIONS", "DetectedModel", "ModelKind", "ROLES", "Role", "describe_role", "detect_model", "role_of"]

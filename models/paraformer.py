@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .batching import length_batches, ordered_batches, pad_features
+from .batching import length_batches, ordered_batches, pad_features, run_or_isolate
 from .cif_timestamps import Span, TimestampMismatch, cif_token_spans, even_spans, timestamp_onnx_spans
 from .config import load_config
 from .frontend import Frontend
@@ -234,16 +234,13 @@ class OfflineParaformer:
         if bias is not None:
             # One hotword list per request: every row of the batch gets the same bias.
             inputs[BIAS_INPUT] = np.ascontiguousarray(np.broadcast_to(bias, (len(live),) + bias.shape))
-        try:
-            outputs = self.session.run(None, inputs)
-        except Exception as exc:  # onnxruntime raises its own types; silence can trip the graph
-            if len(live) > 1:
-                # Isolate the failing segment rather than losing the whole batch.
-                for i in live:
-                    self._run_batch(feats, [i], results, options)
-                return
+        def give_up(i: int, exc: Exception) -> None:
             log.warning("Paraformer failed on a %d-frame segment: %s", int(lengths[0]), exc)
-            results[live[0]] = AsrResult(word_spans=[] if self.has_timestamps else None)
+            results[i] = AsrResult(word_spans=[] if self.has_timestamps else None)
+
+        outputs = run_or_isolate(lambda: self.session.run(None, inputs), live,
+                                 lambda i: self._run_batch(feats, [i], results, options), give_up)
+        if outputs is None:
             return
         named = dict(zip(self._output_names, outputs))
         logits = named.get("logits", outputs[0])

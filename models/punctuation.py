@@ -52,7 +52,6 @@ read-only state, so one instance may serve many threads and connections.
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -65,6 +64,7 @@ import numpy as np
 from .config import load_config
 from .model_dir import ModelDirError, pick_onnx_file
 from .onnx_session import RuntimeOptions, create_session
+from .tokens import load_token_list
 
 log = logging.getLogger(__name__)
 
@@ -371,13 +371,7 @@ class PunctuationVocab:
 
     @classmethod
     def from_model_dir(cls, model_dir: Path) -> "PunctuationVocab":
-        tokens_path = Path(model_dir) / "tokens.json"
-        if not tokens_path.is_file():
-            raise ModelDirError(f"model directory {model_dir} is missing tokens.json")
-        with tokens_path.open("r", encoding="utf-8") as f:
-            tokens = json.load(f)
-        if not isinstance(tokens, list) or not tokens:
-            raise ModelDirError(f"{tokens_path}: expected a non-empty JSON list of tokens")
+        tokens = load_token_list(model_dir)
         config = load_config(model_dir)
         punc_list = (config.get("model_conf") or {}).get("punc_list")
         if not punc_list:
@@ -397,20 +391,36 @@ class PunctuationVocab:
         return cls(token_to_id, unk_id, marks, full_stop_id, no_mark_id)
 
 
+#: ``seg_jieba`` values that mean yes when written as text (YAML 1.1 booleans, and ``1``).
+_YES = frozenset({"true", "yes", "on", "y", "1"})
+
+
+def seg_jieba_flag(value: Any) -> bool:
+    """What a ``config.yaml`` ``seg_jieba`` value says: ``true``/``1``/``"true"``/``"yes"`` yes;
+    ``false``/``0``/``"false"``/absent (None) and anything else no."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0
+    if isinstance(value, str):
+        return value.strip().lower() in _YES
+    return False
+
+
 def wants_jieba(model_dir: Union[str, Path], config: Optional[Mapping[str, Any]] = None) -> bool:
-    """Whether the offline model in ``model_dir`` splits its input with jieba.
+    """Whether the offline model in ``model_dir`` splits its input with jieba (the one place that decides).
 
     Yes when the directory has a ``jieba_usr_dict`` (funasr_onnx decides by that file)
     or when ``config.yaml`` says ``seg_jieba: true`` (FunASR's C++ runtime decides by
-    that key).  ``config``: the parsed ``config.yaml``, read from the directory if None.
+    that key; :func:`seg_jieba_flag`).  ``config``: the parsed ``config.yaml``, read from
+    the directory if None.
     """
     model_dir = Path(model_dir)
     if (model_dir / JIEBA_USER_DICT).is_file():
         return True
     if config is None:
         config = load_config(model_dir)
-    flag = config.get("seg_jieba")
-    return flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
+    return seg_jieba_flag(config.get("seg_jieba"))
 
 
 #: Serialises jieba set-up: jieba's initialisation is not thread-safe (its module-level
@@ -740,6 +750,7 @@ __all__ = [
     "spaced_words",
     "split_windows",
     "split_words",
+    "seg_jieba_flag",
     "split_words_jieba",
     "to_ascii_marks",
     "vad_mask",

@@ -55,7 +55,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .batching import length_batches, pad_features
+from .batching import length_batches, pad_features, run_or_isolate
 from .config import load_config
 from .frontend import Frontend
 from .model_dir import pick_onnx_file
@@ -273,17 +273,15 @@ class SenseVoiceSmall:
             np.full(len(live), lid, dtype=np.int32),
             np.full(len(live), tnid, dtype=np.int32),
         )))
-        try:
-            logits, out_lens = self.session.run(None, feed)[:2]
-        except Exception as exc:  # onnxruntime raises its own types
-            if len(live) > 1:
-                # Isolate the failing segment rather than losing the whole batch.
-                for i in live:
-                    self._run_batch(feats, [i], results, lid, tnid, punctuated)
-                return
+        def give_up(i: int, exc: Exception) -> None:
             log.warning("SenseVoiceSmall failed on a %d-frame segment: %s", int(lengths[0]), exc)
-            results[live[0]] = AsrResult(punctuated=punctuated)
+            results[i] = AsrResult(punctuated=punctuated)
+
+        outputs = run_or_isolate(lambda: self.session.run(None, feed), live,
+                                 lambda i: self._run_batch(feats, [i], results, lid, tnid, punctuated), give_up)
+        if outputs is None:
             return
+        logits, out_lens = outputs[:2]
         for row, i in enumerate(live):
             # Rows shorter than the longest are padded; only their own frames count.
             ids = ctc_greedy_ids(logits[row], int(out_lens[row]))

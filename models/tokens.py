@@ -26,17 +26,29 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .model_dir import ModelDirError
+
+#: The vocabulary file of every model directory that has one.
+TOKENS_FILE = "tokens.json"
+
 Span = Tuple[int, int]
 
 SPECIAL_TOKENS = frozenset({"<s>", "</s>", "<unk>", "<blank>"})
 
 
 def load_token_list(model_dir: Path) -> List[str]:
-    path = Path(model_dir) / "tokens.json"
-    with path.open("r", encoding="utf-8") as f:
-        tokens = json.load(f)
-    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-        raise ValueError(f"{path}: expected a JSON list of strings")
+    """A model directory's ``tokens.json``: a non-empty JSON list of strings (every model that has one reads it
+    here); :class:`~models.model_dir.ModelDirError` when it is missing or is not such a list."""
+    path = Path(model_dir) / TOKENS_FILE
+    if not path.is_file():
+        raise ModelDirError(f"model directory {model_dir} is missing {TOKENS_FILE}")
+    try:
+        with path.open("r", encoding="utf-8") as f:
+            tokens = json.load(f)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelDirError(f"{path}: not a JSON list of tokens ({exc})") from None
+    if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+        raise ModelDirError(f"{path}: expected a non-empty JSON list of strings (the tokens)")
     return tokens
 
 

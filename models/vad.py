@@ -380,9 +380,6 @@ class SegmentEvent:
     def ends(self) -> bool:
         return self.end_ms >= 0
 
-    def as_list(self) -> List[int]:
-        return [self.start_ms, self.end_ms]
-
 
 def events_to_segments(events: Sequence[SegmentEvent]) -> List[Tuple[int, int]]:
     """Join a stream's events into ``(start, end)`` pairs; an unclosed start gets ``end=-1``."""

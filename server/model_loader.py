@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 from models.itn import ChineseItn
-from models.model_dir import ITN_FILES, ModelDirError, resolve_model_dir
-from models.model_kind import DetectedModel, ModelKind, check_role, detect_model
+from models.model_dir import ModelDirError
+from models.model_kind import DetectedModel, ModelKind, Role, describe_role, detect_model, role_of
 from models.offline_pipeline import OfflinePipeline
 from models.onnx_session import DeviceUnavailableError, RuntimeOptions
 from models.paraformer import OfflineParaformer
@@ -27,6 +27,7 @@ from models.two_pass import TwoPassRecognizer
 from models.vad import FsmnVadModel
 from models.wfst_config import WfstConfig
 
+from .model_dirs import ITN_FILES, resolve_model_dir
 from .settings import DEFAULT_LM_REVISION, ServerSettings
 
 MIB = 1 << 20
@@ -40,6 +41,25 @@ def _local_dir(spec: str, settings: ServerSettings, revision: Optional[str], fla
     download_dir = Path(settings.download_model_dir).expanduser() if settings.download_model_dir else None
     return resolve_model_dir(spec, download_dir, revision, required=required, flag=flag,
                              revision_is_default=revision_is_default)
+
+
+#: The option that names each role's directory.
+ROLE_FLAGS: Dict[Role, str] = {
+    Role.OFFLINE: "--model-dir",
+    Role.ONLINE: "--online-model-dir",
+    Role.VAD: "--vad-dir",
+    Role.PUNC: "--punc-dir",
+}
+
+
+def check_role(detected: DetectedModel, flag: str) -> DetectedModel:
+    """Refuse a directory given to the wrong flag, naming the flag it belongs to."""
+    wanted = next(role for role, role_flag in ROLE_FLAGS.items() if role_flag == flag)
+    right = role_of(detected.kind)
+    if right is wanted:
+        return detected
+    hint = f"; pass it as {ROLE_FLAGS[right]}" if right is not None else ""
+    raise ModelDirError(f"{flag} {detected.model_dir} is {detected.description}, not {describe_role(wanted)}{hint}")
 
 
 def _resolve(spec: str, settings: ServerSettings, revision: Optional[str], flag: str) -> DetectedModel:
@@ -262,4 +282,4 @@ def load_models(settings: ServerSettings) -> Union[OfflinePipeline, TwoPassRecog
     return load_two_pass(settings) if settings.online_model_dir else load_offline_pipeline(settings)
 
 
-__all__ = ["load_models", "load_offline_pipeline", "load_two_pass", "ModelDirError"]
+__all__ = ["check_role", "load_models", "load_offline_pipeline", "load_two_pass", "ModelDirError"]

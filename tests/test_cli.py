@@ -198,7 +198,7 @@ def test_missing_model_file_is_named(tmp_path):
 
 def test_earlier_download_is_reused_offline(tmp_path):
     """A model already in --download-model-dir starts without the hub."""
-    from models.model_dir import resolve_model_dir
+    from server.model_dirs import resolve_model_dir
 
     target = tmp_path / "iic" / "speech_fsmn_vad_zh-cn-16k-common-onnx"
     shutil.copytree(VAD_DIR, target)

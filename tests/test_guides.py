@@ -31,11 +31,12 @@ from typing import Dict, List, Tuple
 import pytest
 from websockets.sync.client import connect
 
-from models.model_dir import ITN_FILES, ModelDirError, resolve_model_dir
+from models.model_dir import ModelDirError
 from models.two_pass import TwoPassRecognizer
 from models.wfst_decoder import WfstDecoder
 from server.cli import PROG, PROG_2PASS, build_parser, log_no_effect_flags, settings_from_args, tls_policy
 from server.hotwords import parse_hotword_file
+from server.model_dirs import ITN_FILES, resolve_model_dir
 from server.model_loader import load_models
 from server.tls import self_signed_pair
 from tests.paths import (

@@ -20,7 +20,7 @@ import pytest
 from models.fst_file import read_fst
 from websockets.sync.client import connect
 
-import models.model_dir as model_dir_module
+import server.model_dirs as model_dir_module
 from models.audio import pcm16_to_float
 from models.model_dir import ModelDirError
 from models.tokens import Vocabulary

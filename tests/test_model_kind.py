@@ -6,7 +6,8 @@ import shutil
 import pytest
 
 from models.model_dir import ModelDirError
-from models.model_kind import ModelKind, check_role, detect_model
+from models.model_kind import ModelKind, detect_model
+from server.model_loader import check_role
 from tests.paths import (
     ASR_8K_DIR,
     ASR_CONTEXTUAL_DIR,
@@ -131,3 +132,20 @@ def test_the_svs_lang_lists_agree():
     from server.protocol import SVS_LANGUAGES
 
     assert tuple(SVS_LANGUAGES) == tuple(LANGUAGES) == tuple(client_languages)
+
+
+@pytest.mark.parametrize(
+    "written,jieba",
+    [('"false"', False), ("false", False), ("0", False), ("1", True), ('"true"', True), ("true", True)],
+)
+def test_seg_jieba_is_read_one_way_by_detection_and_by_the_punctuator(tmp_path, written, jieba):
+    """``seg_jieba`` in config.yaml: the model's features and the punctuator's splitting agree on every spelling."""
+    from models.punctuation import seg_jieba_flag, wants_jieba
+
+    punc = tmp_path / "punc"
+    shutil.copytree(PUNC_DIR, punc)
+    config = (punc / "config.yaml").read_text(encoding="utf-8")
+    (punc / "config.yaml").write_text(config + f"\nseg_jieba: {written}\n", encoding="utf-8")
+    assert ("jieba" in detect_model(punc).features) is jieba
+    assert wants_jieba(punc) is jieba
+    assert seg_jieba_flag(None) is False

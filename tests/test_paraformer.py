@@ -155,3 +155,27 @@ def test_cif_spans_against_oracle_function():
 def test_cif_mismatch_is_reported():
     with pytest.raises(TimestampMismatch):
         cif_token_spans(np.ones(10, np.float32), 3)
+
+
+def test_a_failing_segment_in_a_batch_costs_only_itself():
+    """A batched onnxruntime call that raises is retried one segment at a time (models.batching.run_or_isolate)."""
+    pieces = _pieces("long02_vad_30s_48k.wav")[:4]
+    assert len(pieces) >= 3
+    model = OfflineParaformer(ASR_TIMESTAMP_DIR, batch_size=1)
+    alone = [r.token_ids for r in model.recognize(pieces)]  # what the retry decodes: each segment on its own
+    model.batch_size = 16
+    real_session, bad = model.session, model.features(pieces[1]).shape[0]
+
+    class Flaky:
+        def __getattr__(self, name):
+            return getattr(real_session, name)
+
+        def run(self, names, feed):
+            if bad in feed[model._input_names[1]].tolist():
+                raise RuntimeError("boom")
+            return real_session.run(names, feed)
+
+    model.session = Flaky()
+    got = model.recognize(pieces)
+    assert got[1].token_ids == [] and got[1].word_spans == []
+    assert [r.token_ids for i, r in enumerate(got) if i != 1] == [t for i, t in enumerate(alone) if i != 1]

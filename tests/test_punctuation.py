@@ -397,3 +397,16 @@ def test_missing_files_and_jieba_dir(tmp_path: Path) -> None:
     (copy / "tokens.json").unlink()
     with pytest.raises(ModelDirError):
         Punctuator(copy)
+
+
+def test_tokens_json_must_be_a_non_empty_list_of_strings(tmp_path: Path) -> None:
+    """One loader (models.tokens.load_token_list) for every model's tokens.json, with one check."""
+    from models.tokens import load_token_list
+
+    assert load_token_list(PUNC_DIR)[:1]
+    with pytest.raises(ModelDirError, match="missing tokens.json"):
+        load_token_list(tmp_path)
+    for bad in ("[]", '["a", 1]', '{"a": 1}', "not json"):
+        (tmp_path / "tokens.json").write_text(bad, encoding="utf-8")
+        with pytest.raises(ModelDirError, match="tokens.json"):
+            load_token_list(tmp_path)
