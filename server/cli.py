@@ -18,7 +18,7 @@ import sys
 import threading
 from dataclasses import fields
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from models.model_dir import ModelDirError
 from models.onnx_session import DeviceUnavailableError
@@ -29,13 +29,7 @@ from .http_routes import AccessPolicy
 from .decoder_pool import DecoderPool
 from .hotwords import HotwordError, parse_hotword_file
 from .session import SessionLimits
-from .settings import (
-    DEFAULT_LM_MODEL,
-    DEFAULT_ONLINE_MODEL,
-    DEFAULT_REALTIME_PUNC_MODEL,
-    LM_OFF_VALUES,
-    ServerSettings,
-)
+from .settings import ENV_PREFIX, LM_OFF_VALUES, ServerSettings, command_line_defaults
 from .tls import TlsPolicy, TlsSetupError, self_signed_pair, server_context
 
 log = logging.getLogger("funasr_wss_server")
@@ -49,13 +43,18 @@ class CliError(SystemExit):
         self.message = message
 
 
+#: The spellings of true and false that every boolean takes, on the command line and in the environment.
+BOOL_TRUE = ("true", "1", "yes", "on")
+BOOL_FALSE = ("false", "0", "no", "off")
+
+
 def _bool(value: str) -> bool:
     v = str(value).strip().lower()
-    if v in ("true", "1", "yes", "on"):
+    if v in BOOL_TRUE:
         return True
-    if v in ("false", "0", "no", "off"):
+    if v in BOOL_FALSE:
         return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    raise argparse.ArgumentTypeError(f"expected one of {'/'.join(BOOL_TRUE + BOOL_FALSE)}, got {value!r}")
 
 
 def _optional_path(value: str) -> Optional[str]:
@@ -88,117 +87,153 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 _BOOL = "{true,false}"
 
+#: Flags whose value is a secret: never echoed in an error (nor logged).
+SECRET_FLAGS = ("api_key",)
+
+#: The groups of --help, in order: (title, description).
+GROUPS = {
+    "models": ("models", "what is loaded, and from where (local directories or ModelScope ids)"),
+    "decoding": ("decoding", "how audio is decoded: search, threads, device"),
+    "network": ("network and TLS", "who may connect, how, and what they receive"),
+    "limits": ("limits", "sizes and times per message, utterance, connection and server"),
+    "logging": ("logging", None),
+}
+
+ENV_EPILOG = (
+    f"Environment: every flag can also be set by a variable {ENV_PREFIX}<FLAG>, the flag's name upper-cased with "
+    f"'-' as '_' ({ENV_PREFIX}API_KEY, {ENV_PREFIX}LM_DIR, {ENV_PREFIX}NO_WEB_PAGE=true); a flag on the command "
+    "line wins over its variable, and the variable over the built-in default. Values are read as the flag reads "
+    "them; booleans and switches (--quantize, --tls-only, --gpu, --no-web-page) take "
+    + "/".join(BOOL_TRUE + BOOL_FALSE) + "."
+)
+
+
+def env_var(flag: str) -> str:
+    """``--api-key`` -> ``FUNASR_WSS_API_KEY``."""
+    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     two_pass = prog == PROG_2PASS
-    d = ServerSettings(
-        online_model_dir=DEFAULT_ONLINE_MODEL if two_pass else None,
-        lm_dir=DEFAULT_LM_MODEL,
-        punc_dir=DEFAULT_REALTIME_PUNC_MODEL if two_pass else ServerSettings.punc_dir,
-    )
+    d = command_line_defaults(two_pass)
+    known = {f.name for f in fields(ServerSettings)}
     p = argparse.ArgumentParser(
         prog=prog,
         description="FunASR-compatible WebSocket speech recognition server (pure Python, onnxruntime); "
         + ("2pass profile: offline, online and 2pass modes." if two_pass else "offline profile, or 2pass with --online-model-dir.")
         + " Every flag may also be spelled with underscores (--model_dir).",
+        epilog=ENV_EPILOG,
         formatter_class=_HelpFormatter,
     )
+    groups = {key: p.add_argument_group(title, description) for key, (title, description) in GROUPS.items()}
 
-    def add(name: str, *aliases: str, dest: Optional[str] = None, **kw) -> None:
-        """``--model-dir`` as shown in --help; ``--model_dir`` (and ``aliases``) accepted, not shown again."""
-        flag = "--" + name.replace("_", "-")
-        p.add_argument(flag, dest=dest or name, **kw)
+    def add(group: str, name: str, *aliases: str, dest: Optional[str] = None, **kw) -> None:
+        """``--model-dir`` as shown in --help; ``--model_dir`` (and ``aliases``) accepted, not shown again.
+        A setting's default is always ServerSettings' (command_line_defaults), never given here."""
+        dest = dest or name
+        if dest in known:
+            assert "default" not in kw, f"--{name}: the default of a setting comes from command_line_defaults()"
+            kw["default"] = getattr(d, dest)
+        g = groups[group]
+        g.add_argument("--" + name.replace("_", "-"), dest=dest, **kw)
         hidden = dict(kw, help=argparse.SUPPRESS, default=argparse.SUPPRESS)
         for alias in (["--" + name] if "_" in name else []) + list(aliases):
-            p.add_argument(alias, dest=dest or name, **hidden)
+            g.add_argument(alias, dest=dest, **hidden)
 
     def revision(model_flag: str) -> str:
         return f"ModelScope revision of {model_flag} (default: the latest)"
 
-    add("listen_ip", default=d.listen_ip, help="address to listen on")
-    add("port", type=int, default=d.port, help="TCP port for ws:// (and wss:// with a certificate)")
-    add("model_dir", default=d.model_dir, help="offline ASR model: a local directory or a ModelScope id")
-    add("model_revision", "--offline-model-revision", "--offline_model_revision", default=None,
+    # models
+    add("models", "model_dir", help="offline ASR model: a local directory or a ModelScope id")
+    add("models", "model_revision", "--offline-model-revision", "--offline_model_revision",
         help="ModelScope revision of --model-dir (funasr-wss-server-2pass's --offline-model-revision; default: the latest)")
-    add("online_model_dir", type=_optional_path, default=d.online_model_dir,
+    add("models", "online_model_dir", type=_optional_path,
         help="streaming ASR model: serves the 2pass profile (online and 2pass modes)"
         + ("" if two_pass else "; default: none, the offline profile"))
-    add("online_model_revision", default=None, help=revision("--online-model-dir"))
-    add("vad_dir", type=_optional_path, default=d.vad_dir, help="FSMN VAD model ('' disables VAD)")
-    add("vad_revision", default=None, help=revision("--vad-dir"))
-    add("punc_dir", type=_optional_path, default=d.punc_dir,
+    add("models", "online_model_revision", help=revision("--online-model-dir"))
+    add("models", "vad_dir", type=_optional_path, help="FSMN VAD model ('' disables VAD)")
+    add("models", "vad_revision", help=revision("--vad-dir"))
+    add("models", "punc_dir", type=_optional_path,
         help="CT-Transformer punctuation model, offline or vad_realtime export ('' disables punctuation)")
-    add("punc_revision", default=None, help=revision("--punc-dir"))
-    add("itn_dir", type=_optional_path, default=None,
+    add("models", "punc_revision", help=revision("--punc-dir"))
+    add("models", "itn_dir", type=_optional_path,
         help="Chinese ITN grammar: a directory or ModelScope id (thuduj12/fst_itn_zh) with zh_itn_tagger.fst and "
         "zh_itn_verbalizer.fst; default: WeTextProcessing's grammar as the wetext package ships it")
-    add("itn_revision", default=None, help=revision("--itn-dir"))
-    add("lm_dir", action=_NamedFlag, default=d.lm_dir,
+    add("models", "itn_revision", help=revision("--itn-dir"))
+    add("models", "lm_dir", action=_NamedFlag,
         help="n-gram LM (TLG.fst, config.yaml, lexicon.txt) for WFST decoding of the offline Paraformer: a local "
         "directory or a ModelScope id; 'none' or '': greedy decoding. The default is used only if it can be had "
         "(already downloaded, or the hub reachable); a directory you name must be usable")
-    add("lm_revision", default=d.lm_revision, help="ModelScope revision of --lm-dir")
-    add("hotword", type=_optional_path, default=None, help="hotword file, one 'word weight' per line")
-    add("quantize", type=_bool, nargs="?", const=True, default=d.quantize, metavar=_BOOL, help="use model_quant.onnx for ASR")
-    add("vad_quant", type=_bool, nargs="?", const=True, default=d.vad_quant, metavar=_BOOL, help="use model_quant.onnx for VAD")
-    add("punc_quant", type=_bool, nargs="?", const=True, default=d.punc_quant, metavar=_BOOL,
+    add("models", "lm_revision", help="ModelScope revision of --lm-dir")
+    add("models", "quantize", type=_bool, nargs="?", const=True, metavar=_BOOL, help="use model_quant.onnx for ASR")
+    add("models", "vad_quant", type=_bool, nargs="?", const=True, metavar=_BOOL, help="use model_quant.onnx for VAD")
+    add("models", "punc_quant", type=_bool, nargs="?", const=True, metavar=_BOOL,
         help="use model_quant.onnx for punctuation")
-    add("download_model_dir", default=str(Path("~/.cache/funasr-wss-server/models")), help="where ModelScope downloads go")
-    add("decoder_thread_num", type=int, default=d.decoder_thread_num, help="threads running model work")
-    add("io_thread_num", type=int, action=_NamedFlag, default=d.io_thread_num,
-        help="accepted for compatibility, no effect here: one asyncio event loop serves every socket")
-    add("model_thread_num", type=int, default=d.model_thread_num, help="onnxruntime intra-op threads per model call")
-    add("batch_size", type=int, default=d.batch_size, help="VAD segments per offline Paraformer call")
-    add("device", choices=("cpu", "cuda"), default=d.device, help="onnxruntime execution provider")
-    add("gpu", action="store_true", help="same as --device cuda")
-    add("bladedisc", type=_bool, nargs="?", const=True, default=True, action=_NamedFlag, metavar=_BOOL,
+    add("models", "download_model_dir", help="where ModelScope downloads go")
+    add("models", "bladedisc", type=_bool, nargs="?", const=True, default=True, action=_NamedFlag, metavar=_BOOL,
         help="accepted for compatibility, no effect here: BladeDISC models are for FunASR's TorchScript GPU build, "
         "this server runs ONNX models")
-    add("certfile", default=None,
+    # decoding
+    add("decoding", "hotword", type=_optional_path, help="hotword file, one 'word weight' per line")
+    add("decoding", "global_beam", type=float, help="WFST search beam with --lm-dir (must be positive)")
+    add("decoding", "lattice_beam", type=float,
+        help="WFST lattice beam with --lm-dir (must be positive; it never changes the best path)")
+    add("decoding", "am_scale", type=float,
+        help="scale of the Paraformer's log-probabilities against the LM in the WFST search (must be positive)")
+    add("decoding", "fst_inc_wts", type=int,
+        help="hotword bias per matched token in the WFST search with --lm-dir (0 or more)")
+    add("decoding", "decoder_thread_num", type=int, help="threads running model work")
+    add("decoding", "io_thread_num", type=int, action=_NamedFlag,
+        help="accepted for compatibility, no effect here: one asyncio event loop serves every socket")
+    add("decoding", "model_thread_num", type=int, help="onnxruntime intra-op threads per model call")
+    add("decoding", "batch_size", type=int, help="VAD segments per offline Paraformer call")
+    add("decoding", "device", choices=("cpu", "cuda"), help="onnxruntime execution provider")
+    add("decoding", "gpu", action="store_true", default=False, help="same as --device cuda")
+    # network and TLS
+    add("network", "listen_ip", help="address to listen on")
+    add("network", "port", type=int, help="TCP port for ws:// (and wss:// with a certificate)")
+    add("network", "certfile",
         help="PEM certificate for wss:// (ws:// is served on the same port), with its key inside unless --keyfile "
         "names it; '0' or '': plain ws:// only; default: a self-signed certificate generated once in --self-signed-dir")
-    add("keyfile", type=_optional_path, default=None,
+    add("network", "keyfile", type=_optional_path,
         help="PEM private key of --certfile (default: none, the key is read from the --certfile file)")
-    add("self_signed_dir", default=d.self_signed_dir, help="where the self-signed certificate is generated and reused")
-    add("tls_only", action="store_true", help="serve wss:// (and https:// side endpoints) only; plain connections are dropped")
-    add("max_message_mib", type=int, default=d.max_message_mib, help="largest single WebSocket message")
-    add("max_utterance_seconds", type=int, default=d.max_utterance_seconds,
-        help="most audio per utterance, in seconds (PCM at its own rate; files by their decoded length)")
-    add("max_utterance_mib", type=int, default=d.max_utterance_mib,
-        help="most bytes per utterance as received (PCM at any audio_fs, or a compressed file)")
-    add("max_text_kib", type=int, default=d.max_text_kib,
-        help="largest JSON text message (configuration, hotwords), checked before it is parsed")
-    add("max_queue_mib", type=int, default=d.max_queue_mib,
-        help="unread data per connection before the server stops reading from its socket (backpressure)")
-    add("max_buffered_audio_mib", type=int, default=d.max_buffered_audio_mib,
-        help="client audio held in memory by all connections together; an upload beyond it gets an error")
-    add("max_decode_seconds", type=float, default=d.max_decode_seconds,
-        help="wall-clock limit for decoding one uploaded file (wav, mp3, ...)")
-    add("idle_timeout", type=float, default=d.idle_timeout,
-        help="close a connection after this many seconds without a message; 0: never")
-    add("max_connections", type=int, default=None,
-        help="most WebSocket connections at once; more are refused with HTTP 503 (default: no limit)")
-    add("api_key", default=None,
-        help="require this key: 'Authorization: Bearer <key>' (or 'Bearer; <key>'), or ?token=<key>; otherwise HTTP 401")
-    add("no_web_page", dest="web_page", action="store_false", default=d.web_page,
+    add("network", "self_signed_dir", help="where the self-signed certificate is generated and reused")
+    add("network", "tls_only", action="store_true",
+        help="serve wss:// (and https:// side endpoints) only; plain connections are dropped")
+    add("network", "api_key",
+        help="require this key: 'Authorization: Bearer <key>' (or 'Bearer; <key>'), or ?token=<key>; otherwise "
+        f"HTTP 401 (a secret: better passed as {env_var('--api-key')})")
+    add("network", "no_web_page", dest="web_page", action="store_false",
         help="turn off the browser page at / (microphone or file transcription in a browser), which is served "
         "by default; WebSocket clients are unaffected")
-    add("offline_is_final", type=_bool, nargs="?", const=True, default=d.offline_is_final, metavar=_BOOL,
+    add("network", "offline_is_final", type=_bool, nargs="?", const=True, metavar=_BOOL,
         help="offline profile: the one result of each utterance says \"is_final\": true, for clients that wait for it "
         "(xiaozhi's fun_server provider, funasr-client's file_asr_stream); FunASR's server and guides say false, and "
         "FunASR's own clients take either")
-    add("shutdown_grace", type=float, default=d.shutdown_grace,
+    # limits
+    add("limits", "max_connections", type=int,
+        help="most WebSocket connections at once; more are refused with HTTP 503 (default: no limit)")
+    add("limits", "max_message_mib", type=int, help="largest single WebSocket message")
+    add("limits", "max_utterance_seconds", type=int,
+        help="most audio per utterance, in seconds (PCM at its own rate; files by their decoded length)")
+    add("limits", "max_utterance_mib", type=int,
+        help="most bytes per utterance as received (PCM at any audio_fs, or a compressed file)")
+    add("limits", "max_text_kib", type=int,
+        help="largest JSON text message (configuration, hotwords), checked before it is parsed")
+    add("limits", "max_queue_mib", type=int,
+        help="unread data per connection before the server stops reading from its socket (backpressure)")
+    add("limits", "max_buffered_audio_mib", type=int,
+        help="client audio held in memory by all connections together; an upload beyond it gets an error")
+    add("limits", "max_decode_seconds", type=float,
+        help="wall-clock limit for decoding one uploaded file (wav, mp3, ...)")
+    add("limits", "idle_timeout", type=float,
+        help="close a connection after this many seconds without a message; 0: never")
+    add("limits", "shutdown_grace", type=float,
         help="on SIGTERM/SIGINT, seconds for utterances in flight to finish before connections are closed")
-    add("log_level", default=d.log_level, choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging level")
-    add("log_format", default=d.log_format, choices=("text", "json"),
+    # logging
+    add("logging", "log_level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging level")
+    add("logging", "log_format", choices=("text", "json"),
         help="text lines, or one JSON object per line (with the connection id and utterance fields)")
-    add("global_beam", type=float, default=d.global_beam, help="WFST search beam with --lm-dir (must be positive)")
-    add("lattice_beam", type=float, default=d.lattice_beam,
-        help="WFST lattice beam with --lm-dir (must be positive; it never changes the best path)")
-    add("am_scale", type=float, default=d.am_scale,
-        help="scale of the Paraformer's log-probabilities against the LM in the WFST search (must be positive)")
-    add("fst_inc_wts", type=int, default=d.fst_inc_wts,
-        help="hotword bias per matched token in the WFST search with --lm-dir (0 or more)")
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return p
 
@@ -282,10 +317,67 @@ def log_no_effect_flags(settings: ServerSettings) -> None:
                  "; ".join(settings.no_effect_flags))
 
 
-def settings_from_args(argv: Optional[Sequence[str]] = None, prog: str = PROG) -> ServerSettings:
-    args = build_parser(prog).parse_args(argv)
+def _env_flags(parser: argparse.ArgumentParser) -> Dict[str, argparse.Action]:
+    """``FUNASR_WSS_PORT`` -> the ``--port`` action: one variable per flag listed in --help."""
+    return {
+        env_var(a.option_strings[0]): a
+        for a in parser._actions
+        if a.option_strings and a.help is not argparse.SUPPRESS
+        and not isinstance(a, (argparse._HelpAction, argparse._VersionAction))
+    }
+
+
+def _env_value(var: str, raw: str, action: argparse.Action):
+    """The value of ``action`` that ``var=raw`` gives, read as the flag reads it (its type, its choices)."""
+    flag = action.option_strings[0]
+    shown = "" if action.dest in SECRET_FLAGS else f"={raw!r}"
+    try:
+        if action.nargs == 0:  # a switch: --gpu, --tls-only, --no-web-page
+            return action.const if _bool(raw) else action.default
+        value = action.type(raw) if action.type else raw
+    except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+        what = exc if isinstance(exc, argparse.ArgumentTypeError) else f"invalid {getattr(action.type, '__name__', 'value')} value"
+        raise CliError(f"environment variable {var}{shown} (for {flag}): {what}") from None
+    if action.choices is not None and value not in action.choices:
+        choices = ", ".join(map(str, action.choices))
+        raise CliError(f"environment variable {var}{shown} (for {flag}): expected one of {choices}")
+    return value
+
+
+def _env_namespace(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> Tuple[argparse.Namespace, Tuple[str, ...]]:
+    """The values the ``FUNASR_WSS_*`` variables give, as a namespace the command line then overrides
+    (argparse fills in a default only where the namespace has no value), and the variables' names."""
+    flags = _env_flags(parser)
+    given = sorted(name for name in environ if name.startswith(ENV_PREFIX))
+    unknown = [name for name in given if name not in flags]
+    if unknown:  # a misspelt FUNASR_WSS_API_KEY must not start a server without its key
+        raise CliError(f"unknown environment variable {', '.join(unknown)}: each flag's is {ENV_PREFIX}<FLAG>, "
+                       f"the flag upper-cased with '-' as '_' (--api-key: {env_var('--api-key')})")
+    namespace = argparse.Namespace()
+    for name in given:
+        action = flags[name]
+        setattr(namespace, action.dest, _env_value(name, environ[name], action))
+        if isinstance(action, _NamedFlag):  # a value from the environment is named, as one on the command line
+            setattr(namespace, action.dest + "_named", True)
+    return namespace, tuple(given)
+
+
+def log_env_vars(settings: ServerSettings) -> None:
+    """One INFO line naming the ``FUNASR_WSS_*`` variables that set flags (names only, never values)."""
+    if settings.env_vars:
+        log.info("flags set from the environment: %s", ", ".join(settings.env_vars))
+
+
+def settings_from_args(argv: Optional[Sequence[str]] = None, prog: str = PROG,
+                       environ: Optional[Mapping[str, str]] = None) -> ServerSettings:
+    """The settings of a command line: its flags, else the ``FUNASR_WSS_*`` variables of ``environ``
+    (default: ``os.environ``), else command_line_defaults()."""
+    parser = build_parser(prog)
+    namespace, env_vars = _env_namespace(parser, os.environ if environ is None else environ)
+    args = parser.parse_args(argv, namespace)
     known = {f.name for f in fields(ServerSettings)}
     settings = ServerSettings(**{k: v for k, v in vars(args).items() if k in known})
+    settings.env_vars = env_vars
     if args.gpu:
         settings.device = "cuda"
     _tls_settings(settings)
@@ -383,6 +475,7 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
     """Open the port, load the models (``/health`` says 503 meanwhile), serve until SIGTERM/SIGINT, drain."""
     from .model_loader import load_models
 
+    log_env_vars(settings)
     log_no_effect_flags(settings)
     server_hotwords = {}
     if settings.hotword:
@@ -472,10 +565,33 @@ async def _check_server_hotwords(models, hotwords) -> None:
     log.info("--hotword: %d of %d hotwords embedded", len(hotwords) - len(embedding.rejected), len(hotwords))
 
 
+class _RedactSecret(logging.Filter):
+    """Writes ``***`` for the API key wherever a log record would show it: websockets' DEBUG lines print each
+    handshake's headers (``Authorization: Bearer <key>``) and request path (``?token=<key>``)."""
+
+    def __init__(self, secret: str):
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.secret in message:
+            record.msg, record.args = message.replace(self.secret, "***"), ()
+        return True
+
+
+def redact_in_logs(secret: Optional[str]) -> None:
+    """Keep ``secret`` out of every handler of the root logger (as logs.configure set them up)."""
+    if secret:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_RedactSecret(secret))
+
+
 def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
     try:
         settings = settings_from_args(argv, prog)
         logs.configure(settings.log_level, settings.log_format)
+        redact_in_logs(settings.api_key)
     except CliError as exc:
         print(f"{prog}: error: {exc.message}", file=sys.stderr)
         return 2

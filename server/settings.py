@@ -1,7 +1,7 @@
 """Everything the command line decides, as one dataclass."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 from models.wfst_config import WfstConfig
@@ -17,6 +17,10 @@ DEFAULT_LM_MODEL = "damo/speech_ngram_lm_zh-cn-ai-wesp-fst"
 DEFAULT_LM_REVISION = "v1.0.2"
 #: ``--lm-dir`` values that turn the LM off, as in the reference (compared case-insensitively).
 LM_OFF_VALUES = ("", "none")
+#: Where ModelScope downloads go (``--download-model-dir``).
+DEFAULT_DOWNLOAD_DIR = "~/.cache/funasr-wss-server/models"
+#: Every flag can also come from the environment: ``FUNASR_WSS_`` + the flag upper-cased, ``-`` as ``_``.
+ENV_PREFIX = "FUNASR_WSS_"
 #: The WFST search's defaults (the reference's ``--global-beam``, ``--lattice-beam``, ``--am-scale``, ``--fst-inc-wts``).
 WFST_DEFAULTS = WfstConfig()
 
@@ -50,7 +54,7 @@ class ServerSettings:
     quantize: bool = True
     vad_quant: bool = True
     punc_quant: bool = True
-    download_model_dir: Optional[str] = None
+    download_model_dir: Optional[str] = DEFAULT_DOWNLOAD_DIR
     decoder_thread_num: int = 8
     io_thread_num: int = 2  # accepted, no effect here (one asyncio event loop serves every socket)
     model_thread_num: int = 1
@@ -70,12 +74,27 @@ class ServerSettings:
     max_decode_seconds: float = 120.0
     idle_timeout: float = 300.0
     max_connections: Optional[int] = None
-    api_key: Optional[str] = None
+    api_key: Optional[str] = field(default=None, repr=False)  # a secret: never in a repr, nor in the log
     web_page: bool = True  # the browser page at / (--no-web-page: off)
     #: The offline profile's one result says ``"is_final": true`` (--offline-is-final); the reference says false.
     offline_is_final: bool = False
     #: The reference's flags that were given and change nothing here (``--io-thread-num 1``), logged at start-up.
     no_effect_flags: Tuple[str, ...] = ()
+    #: The ``FUNASR_WSS_*`` variables that set a flag (names only: a value may be a secret), logged at start-up.
+    env_vars: Tuple[str, ...] = ()
     shutdown_grace: float = 30.0
     log_level: str = "INFO"
     log_format: str = "text"  # or "json"
+
+
+#: Where the command line's defaults differ from a ServerSettings built in code: the reference's n-gram LM is on
+#: (and only as a default, so a missing one is skipped with a warning).
+COMMAND_LINE_DEFAULTS = {"lm_dir": DEFAULT_LM_MODEL, "lm_dir_is_default": True}
+#: ``funasr-wss-server-2pass``'s defaults on top of those: FunASR's online model and realtime punctuation.
+TWO_PASS_DEFAULTS = {"online_model_dir": DEFAULT_ONLINE_MODEL, "punc_dir": DEFAULT_REALTIME_PUNC_MODEL}
+
+
+def command_line_defaults(two_pass: bool = False) -> ServerSettings:
+    """The settings of a command line that gives no flag (and no ``FUNASR_WSS_*`` variable): the one
+    source of every flag's default."""
+    return ServerSettings(**COMMAND_LINE_DEFAULTS, **(TWO_PASS_DEFAULTS if two_pass else {}))
