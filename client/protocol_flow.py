@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Dict, List, Optional
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Union
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -167,7 +167,7 @@ class TranscriptBuilder:
                           list(self.warnings))
 
 
-async def paced_pieces(pcm: Pcm, settings: RecognitionSettings) -> AsyncIterator[bytes]:
+async def paced_pieces(pcm: Pcm, settings: RecognitionSettings) -> AsyncIterator[Union[bytes, memoryview]]:
     """The audio as the binary messages to send, each at the moment to send it."""
     data = memoryview(pcm.data)
     if settings.mode == "offline":
@@ -187,7 +187,7 @@ async def paced_pieces(pcm: Pcm, settings: RecognitionSettings) -> AsyncIterator
             await asyncio.sleep(max(0.0, began + (n + 1) * stride_seconds - loop.time()))
 
 
-async def _send(ws: ClientConnection, pieces: AsyncIterator[bytes]) -> None:
+async def _send(ws: ClientConnection, pieces: AsyncIterator[Union[bytes, memoryview]]) -> None:
     async for piece in pieces:
         await ws.send(piece)
     await ws.send(json.dumps({"is_speaking": False}))
@@ -218,7 +218,7 @@ async def _receive(ws: ClientConnection, builder: TranscriptBuilder, seen: List[
 
 async def recognize_stream(
     ws: ClientConnection,
-    pieces: AsyncIterator[bytes],
+    pieces: AsyncIterator[Union[bytes, memoryview]],
     sample_rate: int,
     wav_name: str,
     settings: RecognitionSettings,

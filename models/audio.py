@@ -38,7 +38,7 @@ import io
 import threading
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Union
+from typing import Callable, List, Optional, Union, cast
 
 import av
 import numpy as np
@@ -219,7 +219,7 @@ def _cancel_check(cancelled: Union[None, Callable[[], bool], threading.Event]) -
     if cancelled is None:
         return lambda: False
     is_set = getattr(cancelled, "is_set", None)  # a threading.Event (or anything like it)
-    return is_set if callable(is_set) else cancelled
+    return cast(Callable[[], bool], is_set if callable(is_set) else cancelled)
 
 
 def decode_container(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -135,7 +135,7 @@ def build_bias_graph(
         return None
     n = len(children)
     fail = np.zeros(n, dtype=np.int32)
-    queue = deque()
+    queue: Deque[int] = deque()
     for child in children[0].values():
         queue.append(child)  # the root's children fail to the root
     while queue:

@@ -143,7 +143,7 @@ def _read_header(path: Path, buf: np.ndarray) -> _Header:
         size = struct.calcsize(fmt)
         if pos + size > buf.shape[0]:
             raise FstFormatError(f"{path}: truncated FST header (ends inside the {what})")
-        values = struct.unpack_from(fmt, buf, pos)
+        values = struct.unpack_from(fmt, buf, pos)  # type: ignore[arg-type]  # an ndarray is a buffer; numpy's stubs omit it
         pos += size
         return values
 

@@ -47,7 +47,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
@@ -497,7 +497,7 @@ class ChineseItn:
             if None in found:
                 raise ItnError("the Chinese ITN grammar needs the 'wetext' package (pip install wetext), "
                                "or --itn-dir with zh_itn_tagger.fst and zh_itn_verbalizer.fst")
-            tagger, verbalizer, interjections = found
+            tagger, verbalizer, interjections = cast(List[Path], found)  # none is None (checked above)
             after = (interjections,)
             self.source = f"wetext {_version('wetext')} grammar"
         try:
@@ -523,8 +523,8 @@ class ChineseItn:
         with self._en_lock:
             if self._en is None and not self._en_missing:
                 if self.has_english:
-                    self._en = FstItn(*(_wetext_file(r) for r in _WETEXT_EN), name="English ITN",
-                                      keep_other_fields=True)
+                    en_tagger, en_verbalizer = (cast(Path, _wetext_file(r)) for r in _WETEXT_EN)  # has_english
+                    self._en = FstItn(en_tagger, en_verbalizer, name="English ITN", keep_other_fields=True)
                 else:
                     self._en_missing = True
                     log.info("no English ITN grammar (the 'wetext' package has it): English text is left as it is")

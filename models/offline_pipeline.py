@@ -7,9 +7,9 @@ reference (a server may run without VAD, punctuation or ITN).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from collections import defaultdict
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
@@ -234,7 +234,7 @@ class OfflinePipeline:
         english = getattr(self.itn, "english", None)
         if english is not None and self.is_english(results):
             return english(text)
-        return self.itn(text)
+        return cast(Callable[[str], str], self.itn)(text)  # called only with an ITN
 
     def transcribe(self, waveform: np.ndarray, use_itn: bool = True, options: DecodeOptions = NO_OPTIONS) -> Transcript:
         """The whole offline pipeline on one utterance (mono float32 at :attr:`sample_rate`).

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, cast
 
 import numpy as np
 
@@ -267,7 +267,7 @@ class OfflineParaformer:
         times then come from the CIF weights, rescaled to the LM's unit count, as
         FunASR's C++ ``TimestampOnnx`` does, not from an even spread.
         """
-        decoded = self.lm.decode(logits, token_num, context)
+        decoded = cast("WfstDecoder", self.lm).decode(logits, token_num, context)  # called only with an LM
         units = split_lm_words(decoded.words)
         spans: Optional[List[Span]] = None
         if peak_row is not None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, cast
 
 from .tokens import is_cjk_char
 
@@ -86,7 +86,7 @@ def realign_spans(before: str, after: str, spans: Sequence[Span]) -> Optional[Li
     if len(old) != len(spans):
         return None
     if old == new:
-        return [tuple(s) for s in spans]
+        return [cast(Span, tuple(s)) for s in spans]
     if not new:
         return []
     if not old:
@@ -106,7 +106,7 @@ def realign_spans(before: str, after: str, spans: Sequence[Span]) -> Optional[Li
             rng = out.pop()
             inserted += 1
         elif next_old is not None:
-            rng = tuple(spans[next_old])
+            rng = cast(Span, tuple(spans[next_old]))
         else:
             rng = (0, 0)
         out.extend(split_span_evenly(rng, inserted))
@@ -115,7 +115,7 @@ def realign_spans(before: str, after: str, spans: Sequence[Span]) -> Optional[Li
         if i is not None and j is not None and old[i] == new[j]:
             close_stretch(i)
             replaced, inserted = [], 0
-            out.append(tuple(spans[i]))
+            out.append(cast(Span, tuple(spans[i])))
             continue
         if i is not None:
             replaced.append(i)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
@@ -119,7 +119,7 @@ def tokens_to_words(
     pending = ""  # letters of an unfinished "xx@@" word
     held: Optional[Span] = None  # span accumulated while a word is unfinished
     for i, tok in enumerate(kept):
-        span = tuple(times[i]) if times is not None else (0, 0)
+        span = cast(Span, tuple(times[i])) if times is not None else (0, 0)
         if "@@" in tok:
             pending += tok.replace("@@", "")
             held = (held[0] if held else span[0], span[1])

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 
@@ -183,7 +183,7 @@ class TwoPassStream:
         self.samples_per_ms = recognizer.sample_rate // 1000
         self._vad_step = VAD_STEP_MS * self.samples_per_ms
         self._vad: VadStream = recognizer.vad.new_stream()
-        self._online: Optional[OnlineStream] = recognizer.online.new_stream(chunk_size) if online else None
+        self._online: Optional[OnlineStream] = cast(OnlineParaformer, recognizer.online).new_stream(chunk_size) if online else None
         self._reset()
 
     def _reset(self) -> None:
@@ -196,7 +196,7 @@ class TwoPassStream:
         self._open_ms: Optional[int] = None  # start of the open segment
         self._online_pos = 0  # next sample (absolute) the online model has not seen
         self._vad_pos = 0  # next sample (absolute) the VAD has not seen
-        self._held: Optional[tuple] = None  # in the final call: a closed segment not yet decoded
+        self._held: Optional[Tuple[int, int, int]] = None  # in the final call: a closed segment not yet decoded
 
     # ------------------------------------------------------------------ public
 
@@ -315,7 +315,7 @@ class TwoPassStream:
         return SegmentText(index, start_ms, end_ms, transcript, last)
 
     def _realtime_punctuate(self, last: bool) -> Callable[[str], str]:
-        model, cache = self.recognizer.realtime_punctuator, self._punc_cache
+        model, cache = cast(RealtimePunctuator, self.recognizer.realtime_punctuator), self._punc_cache
 
         def punctuate(text: str) -> str:
             out = model.punctuate(text, cache).text

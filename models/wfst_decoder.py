@@ -18,14 +18,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from .bias_lm import BiasLm, SpellingProblem, build_bias_lm
-from .wfst_config import WfstConfig
 from .fst_file import Fst
 from .ngram_lm import NgramLm
+from .wfst_config import WfstConfig
 from .wfst_search import DONE, search
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,8 @@ class _Scratch:
         self.select = np.empty(c, dtype=np.float32)
 
     def ensure_buckets(self, size: int) -> None:
-        if getattr(self, "bucket_stamp", None) is None or self.bucket_stamp.size < size:
+        stamp: Optional[np.ndarray] = getattr(self, "bucket_stamp", None)
+        if stamp is None or stamp.size < size:
             self.bucket_stamp = np.full(size, -1, dtype=np.int64)
             self.bucket_rank = np.zeros(size, dtype=np.int64)
 

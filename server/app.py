@@ -20,9 +20,7 @@ from typing import Dict, Optional, Set, Union
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
-
-from models.offline_pipeline import OfflinePipeline
-from models.two_pass import TwoPassRecognizer
+from websockets.typing import Subprotocol
 
 from .audio_budget import AudioBudget
 from .decoder_pool import DecoderPool
@@ -31,6 +29,7 @@ from .logs import ConnectionLog
 from .metrics import ServerMetrics
 from .offline_session import OfflineSession
 from .port_sharing import PortSorter
+from .recognizer import OfflinePipeline, TwoPassRecognizer
 from .session import Session, SessionLimits
 from .streaming_session import StreamingSession
 from .tls import TlsPolicy
@@ -185,7 +184,7 @@ class AsrServer:
             self.handle,
             self.options.host,
             self.options.port,
-            subprotocols=["binary"],
+            subprotocols=[Subprotocol("binary")],
             select_subprotocol=_select_subprotocol,
             max_size=self.options.max_message_bytes,
             max_queue=16,
@@ -196,7 +195,7 @@ class AsrServer:
             process_request=self.routes,
             open_timeout=self.options.tls.handshake_timeout,
             # ws:// and wss:// share the port: each connection is sorted by its first byte.
-            create_connection=self.sorter.connection_class(),
+            create_connection=self.sorter.connection_class(),  # type: ignore[arg-type]  # websockets: any factory
         )
         self._port = self._server.sockets[0].getsockname()[1]
         return self._server

@@ -18,16 +18,16 @@ import sys
 import threading
 from dataclasses import fields
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, cast
 
 from models.model_dir import ModelDirError
 from models.onnx_session import DeviceUnavailableError
 
 from . import logs
 from .app import MIB, AsrServer, ServerOptions
-from .http_routes import AccessPolicy
 from .decoder_pool import DecoderPool
 from .hotwords import HotwordError, parse_hotword_file
+from .http_routes import AccessPolicy
 from .session import SessionLimits
 from .settings import ENV_PREFIX, LM_OFF_VALUES, ServerSettings, command_line_defaults
 from .tls import TlsPolicy, TlsSetupError, self_signed_pair, server_context
@@ -281,7 +281,7 @@ def _tls_settings(settings: ServerSettings) -> None:
         raise CliError("--tls-only needs TLS: drop --certfile 0 (or give a certificate)")
     if settings.keyfile and settings.plain_only:
         raise CliError(
-            f"--keyfile {settings.keyfile} is given, but --certfile {given.strip() or repr(given)} turns TLS off: "
+            f"--keyfile {settings.keyfile} is given, but --certfile {(given or '').strip() or repr(given)} turns TLS off: "
             "drop --keyfile to serve plain ws:// only, or name the certificate with --certfile CERT to serve "
             "wss:// with that key"
         )
@@ -334,7 +334,7 @@ def _env_value(var: str, raw: str, action: argparse.Action):
     try:
         if action.nargs == 0:  # a switch: --gpu, --tls-only, --no-web-page
             return action.const if _bool(raw) else action.default
-        value = action.type(raw) if action.type else raw
+        value = cast(Callable[[str], Any], action.type)(raw) if action.type else raw  # argparse: a callable here
     except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
         what = exc if isinstance(exc, argparse.ArgumentTypeError) else f"invalid {getattr(action.type, '__name__', 'value')} value"
         raise CliError(f"environment variable {var}{shown} (for {flag}): {what}") from None

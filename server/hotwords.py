@@ -109,7 +109,7 @@ def parse_hotword_file(path: Path) -> Dict[str, int]:
             continue
         parts = line.rsplit(None, 1)
         if len(parts) == 2 and INTEGER.fullmatch(parts[1]):
-            word, weight = parts[0].strip(), parts[1]
+            word, weight = parts[0].strip(), parts[1]  # type: Tuple[str, object]
         else:
             word, weight = line, DEFAULT_WEIGHT
         words[word] = _check(word, weight, f"{path}:{n}")

@@ -282,4 +282,6 @@ def load_models(settings: ServerSettings) -> Union[OfflinePipeline, TwoPassRecog
     return load_two_pass(settings) if settings.online_model_dir else load_offline_pipeline(settings)
 
 
-__all__ = ["check_role", "load_models", "load_offline_pipeline", "load_two_pass", "ModelDirError"]
+__all__ = [
+    "check_role", "load_models", "load_offline_pipeline", "load_two_pass", "DeviceUnavailableError", "ModelDirError",
+]

@@ -14,12 +14,10 @@ import logging
 import time
 from typing import Any, Dict, Optional
 
-from models.offline_pipeline import OfflinePipeline
-
+from .decoder_pool import JobSkipped
 from .logs import utterance_fields
 from .protocol import error_message, result_message
-from .decoder_pool import JobSkipped
-from .recognizer import failed_outcome, sentences_json, tag_fields, transcribe_utterance
+from .recognizer import OfflinePipeline, failed_outcome, sentences_json, tag_fields, transcribe_utterance
 from .session import Session
 
 log = logging.getLogger(__name__)

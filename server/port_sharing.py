@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 import ssl
-from typing import Callable, Optional, Set
+from typing import Callable, Optional, Set, cast
 
 from websockets.asyncio.server import ServerConnection
 
@@ -135,7 +135,7 @@ class SortedConnection(ServerConnection):
                     self._sorter.on_error("tls_handshake")
                     transport.abort()
                     return
-                self._start(tls_transport)
+                self._start(cast(asyncio.Transport, tls_transport))  # start_tls returns one or raises
             elif first == TLS_HANDSHAKE_RECORD:
                 log.info("refused %s: a TLS client, but this server has TLS turned off (--certfile 0)", peer)
                 self._sorter.on_error("tls_disabled")
@@ -188,7 +188,7 @@ async def _peek_first_byte(transport: asyncio.Transport) -> Optional[int]:
     try:
         while True:
             readable = loop.create_future()
-            loop.add_reader(peeker.fileno(), lambda: readable.done() or readable.set_result(None))
+            loop.add_reader(peeker.fileno(), lambda: None if readable.done() else readable.set_result(None))
             try:
                 await readable
             finally:

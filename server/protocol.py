@@ -207,9 +207,9 @@ def _parse_fields(data: Dict[str, Any]) -> Dict[str, Any]:
     if "hotwords" in data and data["hotwords"] is not None:
         # Never an error here: a bad value costs the client its hotwords, not the configuration
         # (server.hotwords reads it and warns).  An object sent as such is taken as its JSON text.
-        value = data["hotwords"]
-        value = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
-        out["hotwords"] = clean_text(value) if isinstance(value, str) else value
+        hotwords = data["hotwords"]
+        hotwords = json.dumps(hotwords, ensure_ascii=False) if isinstance(hotwords, dict) else hotwords
+        out["hotwords"] = clean_text(hotwords) if isinstance(hotwords, str) else hotwords
     if "itn" in data:
         out["itn"] = _bool("itn", data["itn"])
     if data.get("svs_lang") is not None:

@@ -12,7 +12,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from models.audio import DEFAULT_MAX_DECODE_SECONDS, AudioDecodeError, StreamResampler, decode_container, pcm16_to_float, resample
+from models.audio import (
+    DEFAULT_MAX_DECODE_SECONDS,
+    AudioDecodeError,
+    StreamResampler,
+    decode_container,
+    pcm16_to_float,
+    resample,
+)
 from models.offline_pipeline import REPORTED_TAGS, OfflinePipeline, Transcript
 from models.paraformer import DecodeOptions
 from models.two_pass import PartialText, SegmentText, StreamEvent, TwoPassRecognizer
@@ -20,6 +27,8 @@ from models.wfst_decoder import WfstContext
 
 __all__ = [
     "AudioDecodeError",
+    "OfflinePipeline",  # the two recognisers, for the sessions' types
+    "TwoPassRecognizer",
     "DecodeLimits",
     "HotwordEmbedding",
     "LiveUtterance",
@@ -134,7 +143,7 @@ def decode_utterance(
 
 def failed_outcome(pipeline: OfflinePipeline, error: str) -> OfflineOutcome:
     """The answer to an utterance that produced no text: empty fields shaped as the pipeline's results."""
-    stamps = [] if pipeline.has_timestamps else None
+    stamps: Optional[List[Tuple[int, int]]] = [] if pipeline.has_timestamps else None
     return OfflineOutcome(Transcript(timestamps=stamps, sentences=[] if pipeline.has_timestamps else None), 0.0, error=error)
 
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, Optional, Set, Tuple, TypeVar
+from typing import AbstractSet, Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple, TypeVar
 
 from .audio_budget import AudioBudget, unlimited
-
-from .decoder_pool import DecoderPool, JobSkipped
+from .decoder_pool import DecoderPool
 from .hotwords import (
-    lm_spelling_text,
     ClientHotwordsUnreadable,
+    lm_spelling_text,
     merge_hotwords,
     parse_client_hotwords,
     unreadable_text,
@@ -24,15 +23,6 @@ from .hotwords import (
 )
 from .logs import ConnectionLog
 from .metrics import UNUSED, ServerMetrics
-from .recognizer import (
-    DecodeLimits,
-    HotwordEmbedding,
-    decode_options,
-    embed_hotwords,
-    lm_context,
-    supports_hotwords,
-    uses_lm,
-)
 from .protocol import (
     ClientConfig,
     ControlMessage,
@@ -42,6 +32,15 @@ from .protocol import (
     error_message,
     parse_control_message,
     warning_message,
+)
+from .recognizer import (
+    DecodeLimits,
+    HotwordEmbedding,
+    decode_options,
+    embed_hotwords,
+    lm_context,
+    supports_hotwords,
+    uses_lm,
 )
 
 log = logging.getLogger(__name__)
@@ -127,7 +126,7 @@ class Session:
         #: :attr:`hotwords` embedded for the offline model, once, at the first message.
         self.hotword_embedding = HotwordEmbedding()
         #: The n-gram LM's search context (BiasLm of :attr:`hotwords`), once, at the first message.
-        self.lm_context = None
+        self.lm_context: Any = None  # the recogniser's WfstContext for these hotwords (None: no LM)
         self.utterances = 0
 
     @property
@@ -225,7 +224,7 @@ class Session:
         server's own are logged at start-up (and the n-gram LM's problems with them once)."""
         warning: Optional[str] = None
         client: Dict[str, int] = {}
-        dropped = []
+        dropped: List[Tuple[str, str]] = []
         if value is not None:
             try:
                 if isinstance(value, str) and len(value) > OFF_LOOP_CHARS:
@@ -255,7 +254,7 @@ class Session:
             self.metrics.error("bad_hotword")
             await self.send_warning(warning)
 
-    async def _prepare_lm(self, client: Dict[str, int], sent: Set[str] = frozenset()) -> Optional[str]:
+    async def _prepare_lm(self, client: Dict[str, int], sent: AbstractSet[str] = frozenset()) -> Optional[str]:
         """Spell the merged hotwords for the n-gram LM (BiasLm) once for the connection.
 
         Returns what the client should hear about its own words (``client``, those still

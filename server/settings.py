@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from models.wfst_config import WfstConfig
 
@@ -89,9 +89,9 @@ class ServerSettings:
 
 #: Where the command line's defaults differ from a ServerSettings built in code: the reference's n-gram LM is on
 #: (and only as a default, so a missing one is skipped with a warning).
-COMMAND_LINE_DEFAULTS = {"lm_dir": DEFAULT_LM_MODEL, "lm_dir_is_default": True}
+COMMAND_LINE_DEFAULTS: Dict[str, Any] = {"lm_dir": DEFAULT_LM_MODEL, "lm_dir_is_default": True}
 #: ``funasr-wss-server-2pass``'s defaults on top of those: FunASR's online model and realtime punctuation.
-TWO_PASS_DEFAULTS = {"online_model_dir": DEFAULT_ONLINE_MODEL, "punc_dir": DEFAULT_REALTIME_PUNC_MODEL}
+TWO_PASS_DEFAULTS: Dict[str, Any] = {"online_model_dir": DEFAULT_ONLINE_MODEL, "punc_dir": DEFAULT_REALTIME_PUNC_MODEL}
 
 
 def command_line_defaults(two_pass: bool = False) -> ServerSettings:

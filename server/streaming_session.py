@@ -39,14 +39,20 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Dict, List, Optional
-
-from models.two_pass import TwoPassRecognizer
+from typing import Any, Dict, List, Optional, cast
 
 from .decoder_pool import JobSkipped
 from .logs import utterance_fields
 from .protocol import ClientConfig, error_message, result_message
-from .recognizer import AudioDecodeError, LiveUtterance, PartialText, SegmentText, StreamEvent, tag_fields
+from .recognizer import (
+    AudioDecodeError,
+    LiveUtterance,
+    PartialText,
+    SegmentText,
+    StreamEvent,
+    TwoPassRecognizer,
+    tag_fields,
+)
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,12 @@ MIN_PIECE_SECONDS = 0.05
 
 
 class StreamingSession(Session):
+    # the utterance's state (set by _reset_utterance)
+    pending: bytearray
+    pcm_bytes: int
+    min_piece_bytes: int
+    failed: bool
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.recognizer: TwoPassRecognizer = self.models
@@ -125,7 +137,7 @@ class StreamingSession(Session):
             piece, self.pending = self.pending, bytearray()
             started = time.perf_counter()
             try:
-                events = await self.run_job(self.utterance.feed_pcm, piece, False)
+                events = await self.run_job(cast(LiveUtterance, self.utterance).feed_pcm, piece, False)
             except JobSkipped:  # the client has gone
                 return
             except Exception:  # a model failure costs this utterance, not the connection
@@ -172,10 +184,10 @@ class StreamingSession(Session):
         """Flush and answer the utterance (one ``is_final`` message); with ``end_ack``
         (``"is_end": true``) acknowledge the end after that final message."""
         if self.failed:
-            error, cfg = self.failure, self.config
+            failure, cfg = self.failure, self.config
             self._reset_utterance()
             if end_ack:
-                await self.send_end_ack(cfg.mode, cfg.wav_name, error)
+                await self.send_end_ack(cfg.mode, cfg.wav_name, failure)
             return
         utterance = self.utterance
         cfg = self.fixed if utterance is not None else self.config
@@ -240,9 +252,9 @@ class StreamingSession(Session):
             await self._send_online(events, final, cfg, error)
             return
         segments = [ev for ev in events if isinstance(ev, SegmentText)]
-        for ev in segments:
-            if ev.transcript.lm_seconds:
-                self.metrics.stage("lm_search", ev.transcript.lm_seconds)
+        for seg in segments:
+            if seg.transcript.lm_seconds:
+                self.metrics.stage("lm_search", seg.transcript.lm_seconds)
         last_segment = segments[-1] if final and segments else None
         for ev in events:
             if isinstance(ev, PartialText):
@@ -251,7 +263,7 @@ class StreamingSession(Session):
             else:
                 await self.send(self._segment_message(ev, cfg, is_final=ev is last_segment))
         if final and last_segment is None:
-            extra = {"error": error} if error else {}
+            extra: Dict[str, Any] = {"error": error} if error else {}
             await self.send(result_message("2pass-offline", cfg.wav_name, "", is_final=True, **extra))
 
     async def _send_online(self, events: List[StreamEvent], final: bool, cfg: ClientConfig, error: Optional[str]) -> None:
@@ -267,7 +279,7 @@ class StreamingSession(Session):
             extra.update(self._slice_fields(ends_segment=True))
         await self.send(result_message("online", cfg.wav_name, text, is_final=True, **extra))
 
-    def _slice_fields(self, ends_segment: bool = False) -> Dict[str, int]:
+    def _slice_fields(self, ends_segment: bool = False) -> Dict[str, Any]:
         """The reference's ``slice_type`` (0 first text of a sentence, 1 more, 2 finished) and ``index``."""
         fields = {"slice_type": 1 if self.sentence_started else 0, "index": self.sentence_index}
         self.sentence_started = True

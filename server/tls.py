@@ -18,7 +18,7 @@ import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _generate_self_signed() -> Tuple[bytes, bytes]:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "funasr-wss-server")])
-    alt_names = [x509.DNSName("localhost")]
+    alt_names: List[x509.GeneralName] = [x509.DNSName("localhost")]
     host = socket.gethostname()
     if host and host != "localhost":
         alt_names.append(x509.DNSName(host))

@@ -1,6 +1,7 @@
 import pytest
 
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
+from tests.helpers import Hub
 from tests.paths import AUDIO, MODELS, REQUIRED_MODEL_FILES
 
 
@@ -28,3 +29,9 @@ def offline_server():
 def two_pass_server():
     with ServerThread(fixture_settings_2pass()) as server:
         yield server
+
+
+@pytest.fixture
+def hub(monkeypatch) -> Hub:
+    """ModelScope unreachable for the model-directory resolver, its probes counted."""
+    return Hub(monkeypatch)

@@ -7,13 +7,11 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import wave
 from typing import List
 
 import pytest
@@ -21,7 +19,8 @@ from websockets.sync.client import connect
 
 from server.cli import PROG_2PASS, CliError, settings_from_args
 from server.settings import DEFAULT_LM_MODEL, DEFAULT_ONLINE_MODEL, DEFAULT_PUNC_MODEL, DEFAULT_REALTIME_PUNC_MODEL
-from tests.paths import ASR_ONLINE_DIR, ASR_TIMESTAMP_DIR, AUDIO, PUNC_DIR, PUNC_REALTIME_DIR, VAD_DIR
+from tests.helpers import fixture_pcm, free_port
+from tests.paths import ASR_ONLINE_DIR, ASR_TIMESTAMP_DIR, PUNC_DIR, PUNC_REALTIME_DIR, VAD_DIR
 
 SERVER_CMD = [sys.executable, "-m", "server"]
 SERVER_2PASS_CMD = [sys.executable, "-c", "import sys; from server.cli import main_2pass; sys.exit(main_2pass())"]
@@ -86,12 +85,6 @@ def test_unsupported_or_bad_flags_are_refused(argv, needle):
     assert needle in err.value.message
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def health(port: int) -> int:
     """The status of ``GET /health``; 0 when nothing answers."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
@@ -143,14 +136,9 @@ def server_process(cmd: List[str], port: int, own_port_flags: bool = False):
         certs.cleanup()
 
 
-def fixture_pcm() -> bytes:
-    with wave.open(str(AUDIO / "zh01_asr_example_zh.wav")) as w:
-        return w.readframes(w.getnframes())
-
-
 def test_server_process_serves_a_file_and_stops_cleanly_on_sigterm(tmp_path):
     """By default ws:// and wss:// share the port, with a self-signed certificate made on first start."""
-    port = _free_port()
+    port = free_port()
     hotwords = tmp_path / "hotwords.txt"
     hotwords.write_text("阿里巴巴 20\n", encoding="utf-8")
     certs = tmp_path / "certs"
@@ -177,7 +165,7 @@ def test_server_process_serves_a_file_and_stops_cleanly_on_sigterm(tmp_path):
 def test_unreachable_hub_stops_at_once_with_advice(tmp_path):
     started = time.time()
     proc = subprocess.run(
-        SERVER_CMD + ["--port", str(_free_port()), "--download-model-dir", str(tmp_path)],
+        SERVER_CMD + ["--port", str(free_port()), "--download-model-dir", str(tmp_path)],
         capture_output=True, text=True, env=NO_HUB, timeout=60,
     )
     assert proc.returncode == 2
@@ -190,7 +178,7 @@ def test_missing_model_file_is_named(tmp_path):
     shutil.copytree(ASR_TIMESTAMP_DIR, broken)
     (broken / "tokens.json").unlink()
     proc = subprocess.run(
-        SERVER_CMD + ["--port", str(_free_port()), "--model-dir", str(broken), "--vad-dir", str(VAD_DIR), "--punc-dir", ""],
+        SERVER_CMD + ["--port", str(free_port()), "--model-dir", str(broken), "--vad-dir", str(VAD_DIR), "--punc-dir", ""],
         capture_output=True, text=True, timeout=60, env=NO_HUB,
     )
     assert proc.returncode == 2 and "tokens.json" in proc.stderr
@@ -207,7 +195,7 @@ def test_earlier_download_is_reused_offline(tmp_path):
 
 def test_2pass_server_process_streams_and_stops_cleanly():
     """Also: with ``--log-format json`` every stderr line is a JSON object, the connection's carry its id."""
-    port = _free_port()
+    port = free_port()
     args = ["--model-dir", str(ASR_TIMESTAMP_DIR), "--online-model-dir", str(ASR_ONLINE_DIR), "--vad-dir", str(VAD_DIR),
             "--punc-dir", str(PUNC_REALTIME_DIR), "--log-format", "json"]
     with server_process(SERVER_2PASS_CMD + args, port) as proc:
@@ -235,7 +223,7 @@ def test_2pass_server_process_streams_and_stops_cleanly():
 
 
 def test_sigterm_lets_the_utterance_in_flight_finish(tmp_path):
-    port = _free_port()
+    port = free_port()
     args = ["--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR), "--punc-dir", str(PUNC_DIR),
             "--shutdown-grace", "20"]
     with server_process(SERVER_CMD + args, port) as proc:
@@ -285,7 +273,7 @@ def test_cuda_without_a_gpu_build_stops_with_a_clear_error():
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():  # pragma: no cover - GPU machines
         pytest.skip("this onnxruntime has CUDA; the refusal is for CPU-only builds")
     proc = subprocess.run(
-        SERVER_CMD + ["--port", str(_free_port()), "--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR),
+        SERVER_CMD + ["--port", str(free_port()), "--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR),
                       "--punc-dir", "", "--certfile", "0", "--gpu"],
         capture_output=True, text=True, timeout=60, env=NO_HUB,
     )
@@ -351,7 +339,7 @@ def test_a_certificate_given_as_the_keyfile_says_so(tmp_path):
 def test_a_certificate_without_its_key_stops_the_server_process_with_the_advice(tmp_path):
     cert, _ = _split_pair(tmp_path)
     proc = subprocess.run(
-        SERVER_CMD + ["--port", str(_free_port()), "--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR),
+        SERVER_CMD + ["--port", str(free_port()), "--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR),
                       "--punc-dir", "", "--lm-dir", "none", "--certfile", str(cert)],
         capture_output=True, text=True, timeout=60, env=NO_HUB,
     )
@@ -371,7 +359,7 @@ def test_offline_is_final_flag():
 
 @pytest.mark.parametrize("flag", [[], ["--offline-is-final"]], ids=["default", "offline-is-final"])
 def test_offline_is_final_reaches_the_server_process(flag):
-    port = _free_port()
+    port = free_port()
     args = ["--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR), "--punc-dir", "", "--lm-dir", "none",
             "--certfile", "0"] + flag
     with server_process(SERVER_CMD + args, port) as proc:

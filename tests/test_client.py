@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from server.http_routes import AccessPolicy
 from server.session import SessionLimits
 from server.tls import TlsPolicy, self_signed_pair, server_context
 from tests.harness import ServerThread, fixture_settings
+from tests.helpers import free_port
 from tests.paths import AUDIO
 from tests.test_server_2pass import model_events
 
@@ -68,12 +68,6 @@ def offline_truth(server, path: Path, itn: bool = True) -> str:
 
 def jsonl(text: str) -> List[dict]:
     return [json.loads(line) for line in text.splitlines()]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def parse_srt(text: str) -> List[tuple]:

@@ -15,7 +15,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -29,6 +28,7 @@ import yaml
 
 from server.cli import PROG, PROG_2PASS, settings_from_args
 from server.settings import ServerSettings
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILES = ("Dockerfile", "Dockerfile.gpu")
@@ -244,12 +244,6 @@ def health_stub():
         server.server_close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _probe(argv: List[str], port: int, env_extra: Optional[Dict[str, str]] = None) -> int:
     code = argv[2].replace(f"127.0.0.1:{PORT}", f"127.0.0.1:{port}")
     proxies = ("http_proxy", "https_proxy", "no_proxy", "all_proxy")
@@ -267,11 +261,11 @@ def test_healthcheck_command_follows_the_health_status(health_stub):
     port = health_stub.server_address[1]
     _HealthStub.status = 200
     assert _probe(argv, port) == 0
-    dead_proxy = f"http://127.0.0.1:{_free_port()}"
+    dead_proxy = f"http://127.0.0.1:{free_port()}"
     assert _probe(argv, port, {"http_proxy": dead_proxy, "HTTP_PROXY": dead_proxy}) == 0
     _HealthStub.status = 503  # loading the models, or draining
     assert _probe(argv, port) != 0
-    assert _probe(argv, _free_port()) != 0  # nothing listening
+    assert _probe(argv, free_port()) != 0  # nothing listening
 
 
 # ---- the CPU image ------------------------------------------------------------------------------

@@ -64,7 +64,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import wave
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -77,8 +76,9 @@ from websockets.sync.client import connect
 
 from server.session import SessionLimits
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
-from tests.test_server_robustness import wait_until
+from tests.helpers import wav_pcm
 from tests.paths import ASR_CONTEXTUAL_DIR, ASR_SEACO_DIR, AUDIO
+from tests.test_server_robustness import wait_until
 
 # ---------------------------------------------------------------------------------- bounds
 
@@ -125,13 +125,7 @@ def seed_for(name: str) -> int:
 # ---------------------------------------------------------------------------------- audio
 
 
-def read_pcm(name: str) -> bytes:
-    with wave.open(str(AUDIO / name)) as w:
-        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
-        return w.readframes(w.getnframes())
-
-
-PCM = read_pcm(CLIP)
+PCM = wav_pcm(CLIP)
 SPEECH_1S = np.frombuffer(PCM[: 2 * 16000], "<i2").astype(np.float32) / 32768.0
 
 

@@ -39,6 +39,7 @@ from server.hotwords import parse_hotword_file
 from server.model_dirs import ITN_FILES, resolve_model_dir
 from server.model_loader import load_models
 from server.tls import self_signed_pair
+from tests.helpers import fixture_pcm, free_port
 from tests.paths import (
     ASR_ONLINE_DIR,
     ASR_TIMESTAMP_DIR,
@@ -48,8 +49,7 @@ from tests.paths import (
     PUNC_REALTIME_DIR,
     VAD_DIR,
 )
-from tests.test_cli import SERVER_2PASS_CMD, SERVER_CMD, _free_port, fixture_pcm, server_process
-from tests.test_lm_startup import Hub, hub  # noqa: F401  (ModelScope unreachable, probes counted)
+from tests.test_cli import SERVER_2PASS_CMD, SERVER_CMD, server_process
 
 ITN_ID = "thuduj12/fst_itn_zh"
 
@@ -404,7 +404,7 @@ def _assert_started_as_written(log: str, guide: Guide, script: str) -> None:
 
 def test_run_server_sh_command_line_starts_and_answers(guide):
     """run_server.sh's command line as it is, with its ModelScope ids; the hub unreachable (NO_HUB)."""
-    port = _free_port()
+    port = free_port()
     with server_process(SERVER_CMD + guide.argv("run_server.sh", port=port), port, own_port_flags=True) as proc:
         pcm = fixture_pcm()
         with connect(f"wss://127.0.0.1:{port}", ssl=_unverified_tls()) as ws:
@@ -422,7 +422,7 @@ def test_run_server_sh_command_line_starts_and_answers(guide):
 
 def test_run_server_2pass_sh_command_line_starts_and_answers(guide):
     """run_server_2pass.sh's command line (damo/ ids, served by the iic/ downloads) through funasr-wss-server-2pass."""
-    port = _free_port()
+    port = free_port()
     cmd = SERVER_2PASS_CMD + guide.argv("run_server_2pass.sh", port=port)
     with server_process(cmd, port, own_port_flags=True) as proc:
         pcm = fixture_pcm()

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -32,8 +31,9 @@ from server.http_routes import AccessPolicy
 from server.receive_queue import ByteBoundedAssembler
 from server.session import SessionLimits
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
+from tests.helpers import fixture_pcm
 from tests.paths import MODELS
-from tests.test_server_admission import pcm, scrape, transcribe
+from tests.test_server_admission import scrape, transcribe
 from tests.test_server_robustness import wait_until as wait_for
 
 MIB = 1 << 20
@@ -79,7 +79,7 @@ def test_an_oversized_text_message_is_refused_unparsed_and_keeps_no_memory():
     with running_server(MODELS, "offline") as (proc, port), contextlib.ExitStack() as stack:
         url = f"ws://127.0.0.1:{port}"
         with connect(url) as warm:
-            assert transcribe(warm, pcm())["text"] is not None
+            assert transcribe(warm, fixture_pcm())["text"] is not None
         before = rss_mib(proc.pid)
         clients = [stack.enter_context(connect(url, max_size=None)) for _ in range(3)]
         for ws in clients:
@@ -89,7 +89,7 @@ def test_an_oversized_text_message_is_refused_unparsed_and_keeps_no_memory():
         time.sleep(0.5)
         grown = rss_mib(proc.pid) - before
         assert grown < 3 * 28 * 2.5, f"RSS grew {grown:.0f} MiB for 3 x 28 MiB of hotwords"
-        assert "text" in transcribe(clients[0], pcm())  # the connection carries on
+        assert "text" in transcribe(clients[0], fixture_pcm())  # the connection carries on
 
 
 def test_the_text_limit_counts_bytes_and_has_a_flag(models):
@@ -101,7 +101,7 @@ def test_the_text_limit_counts_bytes_and_has_a_flag(models):
         err = recv_json(ws)
         assert f"{len(text.encode())} bytes" in err["error"] and "limit is 1000 (--max-text-kib)" in err["error"]
         ws.send(json.dumps({"mode": "offline", "wav_name": "汉" * 300}, ensure_ascii=False))  # 900 bytes: fine
-        ws.send(pcm())
+        ws.send(fixture_pcm())
         ws.send(json.dumps({"is_speaking": False}))
         assert recv_json(ws)["wav_name"] == "汉" * 300
 
@@ -125,7 +125,7 @@ def test_large_text_messages_are_parsed_off_the_event_loop(models, monkeypatch):
         loop_thread = server._thread.name
         ws.send(json.dumps({"mode": "offline", "wav_name": "big", "hotwords": words}, ensure_ascii=False))
         ws.send(json.dumps({"mode": "offline", "wav_name": "small"}))
-        ws.send(pcm())
+        ws.send(fixture_pcm())
         ws.send(json.dumps({"is_speaking": False}))
         msg = recv_json(ws)
         assert msg["wav_name"] == "small"
@@ -150,7 +150,7 @@ def test_nested_json_and_huge_integers_are_errors_not_crashes(models):
             assert len(json.dumps(reply)) < 2000  # the bad value is not echoed back whole
         # hotwords are read at a connection's first message; on this profile their warning rides on the result
         ws.send('{"mode": "offline", "hotwords": "{\\"a\\": 1' + "0" * 5000 + '}"}')
-        ws.send(pcm())
+        ws.send(fixture_pcm())
         ws.send('{"is_speaking": false}')
         reply = recv_json(ws)
         assert "does not parse" in reply["warning"] and "error" not in reply
@@ -176,7 +176,7 @@ def test_a_lone_surrogate_in_an_echoed_field_is_replaced(models):
     """``"\\ud800"`` in ``wav_name`` made the reply unencodable: the TCP connection dropped without a close."""
     with ServerThread(fixture_settings(), models=models) as server, connect(server.url) as ws:
         ws.send('{"mode": "offline", "wav_name": "a\\ud800b"}')
-        ws.send(pcm())
+        ws.send(fixture_pcm())
         ws.send('{"is_speaking": false}')
         assert recv_json(ws)["wav_name"] == "a\ufffdb"
         ws.send('{"mode": "offline", "wav_name": "x", "audio_fs": "\\udfff"}')
@@ -232,7 +232,7 @@ def test_the_utterance_cap_counts_stored_bytes_at_any_audio_fs(models):
         err = recv_json(ws)
         assert err["is_final"] is True and "--max-utterance-mib" in err["error"]
         ws.send(json.dumps({"is_speaking": False}))
-        assert transcribe(ws, pcm())["wav_name"] == "a"
+        assert transcribe(ws, fixture_pcm())["wav_name"] == "a"
         assert server.server.audio_budget.used_bytes == 0
 
 
@@ -256,7 +256,7 @@ def test_the_server_wide_audio_budget_refuses_with_an_error_and_frees_on_every_p
             assert wait_for(lambda: budget.used_bytes == 0)
             b.send(json.dumps({"is_speaking": False}))  # ends the refused utterance (its error was the final answer)
             b.send(json.dumps({"mode": "offline", "wav_format": "pcm"}))
-            b.send(pcm()[:600_000])
+            b.send(fixture_pcm()[:600_000])
             b.send(json.dumps({"is_speaking": False}))
             assert recv_json(b)["mode"] == "2pass-offline"
             assert wait_for(lambda: budget.used_bytes == 0)
@@ -265,7 +265,7 @@ def test_the_server_wide_audio_budget_refuses_with_an_error_and_frees_on_every_p
 def test_the_offline_profile_releases_the_budget_after_each_utterance(models):
     with ServerThread(fixture_settings(), models=models, max_buffered_audio_bytes=2 * MIB) as server, connect(server.url) as ws:
         for _ in range(5):  # 5 x 0.35 MB: more than the budget in all, never at once
-            assert "text" in transcribe(ws, pcm())
+            assert "text" in transcribe(ws, fixture_pcm())
         assert server.server.audio_budget.used_bytes == 0
 
 
@@ -304,7 +304,7 @@ def test_idle_connections_are_closed_and_free_their_slot(models):
                     idle.recv(timeout=5)
         assert idle.close_code == 1000 and "idle" in idle.close_reason
         with connect(server.url) as ws:  # the slot is free again
-            assert "text" in transcribe(ws, pcm())
+            assert "text" in transcribe(ws, fixture_pcm())
         assert scrape(server)[("funasr_errors_total", (("kind", "idle_timeout"),))] == 1.0
 
 
@@ -320,7 +320,7 @@ def test_a_connection_that_keeps_talking_is_not_idle_and_zero_turns_the_timeout_
     with ServerThread(fixture_settings(), models=models, limits=SessionLimits(idle_timeout=0)) as server:
         with connect(server.url) as ws:
             time.sleep(1.0)
-            assert "text" in transcribe(ws, pcm())
+            assert "text" in transcribe(ws, fixture_pcm())
 
 
 # ----------------------------------------------------------------- smaller defects
@@ -366,10 +366,10 @@ def test_a_model_failure_in_the_offline_profile_is_an_error_reply_not_1011(model
 
     with ServerThread(fixture_settings(), models=models) as server, connect(server.url) as ws:
         monkeypatch.setattr(server.models, "transcribe", broken)
-        reply = transcribe(ws, pcm())
+        reply = transcribe(ws, fixture_pcm())
         assert calls and "internal error" in reply["error"] and reply["text"] == ""
         monkeypatch.undo()
-        assert "error" not in transcribe(ws, pcm())
+        assert "error" not in transcribe(ws, fixture_pcm())
 
 
 def test_jobs_of_clients_that_have_gone_are_not_run(models, monkeypatch):
@@ -388,7 +388,7 @@ def test_jobs_of_clients_that_have_gone_are_not_run(models, monkeypatch):
         blocker = server.start_call(server.server.pool.run(gate.wait, 30))  # the only thread is busy
         with connect(server.url) as ws:
             ws.send(json.dumps({"mode": "offline"}))
-            ws.send(pcm())
+            ws.send(fixture_pcm())
             ws.send(json.dumps({"is_speaking": False}))
             assert wait_for(lambda: server.server.pool.pending == 2)
         gate.set()
@@ -396,7 +396,7 @@ def test_jobs_of_clients_that_have_gone_are_not_run(models, monkeypatch):
         assert wait_for(lambda: server.server.pool.pending == 0)
         assert ran == []
         with connect(server.url) as ok:
-            assert "text" in transcribe(ok, pcm()) and ran == [1]
+            assert "text" in transcribe(ok, fixture_pcm()) and ran == [1]
 
 
 def test_a_skipped_job_raises_and_never_runs():
@@ -443,7 +443,7 @@ def test_sigterm_exits_within_the_grace_period_with_jobs_running_and_queued():
         for _ in range(3):  # one job running, two queued behind it
             ws = clients.enter_context(connect(f"ws://127.0.0.1:{port}"))
             ws.send(json.dumps({"mode": "offline"}))
-            ws.send(pcm())
+            ws.send(fixture_pcm())
             ws.send(json.dumps({"is_speaking": False}))
         time.sleep(0.5)
         started = time.monotonic()

@@ -10,8 +10,7 @@ the offline profile and the offline pass of the 2pass profile.
 from __future__ import annotations
 
 import json
-import wave
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import pytest
 from websockets.sync.client import connect
@@ -19,7 +18,8 @@ from websockets.sync.client import connect
 from models.lm_text import lm_words, split_lm_words
 from models.tokens import join_words
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
-from tests.paths import AUDIO, LM_DIR, LM_GOLDEN
+from tests.helpers import wav_pcm
+from tests.paths import LM_DIR, LM_GOLDEN
 from tests.test_server_2pass import stream
 from tests.test_server_offline import recv_json, send_utterance
 
@@ -43,12 +43,6 @@ def golden_stamps_ms(clip: str, hotword_set: str = "none") -> List[List[int]]:
         values = [float(v) for v in segment["stamp_text"].split(" | ", 1)[1].replace(",", " ").split()]
         out += [[start_ms + round(a * 1000), start_ms + round(b * 1000)] for a, b in zip(values[::2], values[1::2])]
     return out
-
-
-def clip_pcm(clip: str) -> bytes:
-    with wave.open(str(AUDIO / clip), "rb") as w:
-        assert w.getframerate() == 16000 and w.getnchannels() == 1 and w.getsampwidth() == 2
-        return w.readframes(w.getnframes())
 
 
 def hotwords_json(clip: str, hotword_set: str) -> Optional[str]:
@@ -86,8 +80,8 @@ def two_pass_offline_text(server: ServerThread, pcm: bytes, **config) -> str:
 
 def answer_text(profile: str, server: ServerThread, clip: str, hotwords: Optional[str] = None) -> str:
     if profile == "offline":
-        return offline_answer(server, clip_pcm(clip), hotwords=hotwords)["text"]
-    return two_pass_offline_text(server, clip_pcm(clip), hotwords=hotwords)
+        return offline_answer(server, wav_pcm(clip), hotwords=hotwords)["text"]
+    return two_pass_offline_text(server, wav_pcm(clip), hotwords=hotwords)
 
 
 def test_the_servers_vad_cuts_the_golden_segments(lm_server):
@@ -97,7 +91,7 @@ def test_the_servers_vad_cuts_the_golden_segments(lm_server):
     from models.audio import pcm16_to_float
 
     for clip in CLIPS:
-        segments = pipeline.speech_segments(pcm16_to_float(clip_pcm(clip)))
+        segments = pipeline.speech_segments(pcm16_to_float(wav_pcm(clip)))
         assert [list(s) for s in segments] == GOLDEN[clip]["segments"], clip
 
 
@@ -106,7 +100,7 @@ def test_the_lm_gives_the_cpp_decoders_text(lm_server, greedy_server, clip):
     profile, server = lm_server
     text = answer_text(profile, server, clip)
     assert text == golden_text(clip)
-    assert text != offline_answer(greedy_server, clip_pcm(clip))["text"], "the LM changes the greedy text"
+    assert text != offline_answer(greedy_server, wav_pcm(clip))["text"], "the LM changes the greedy text"
 
 
 @pytest.mark.parametrize("hotword_set", SETS_AT_20)
@@ -119,7 +113,7 @@ def test_weighted_hotwords_give_the_cpp_decoders_text(lm_server, clip, hotword_s
 def test_a_low_increment_hotword_set_at_fst_inc_wts_2():
     with ServerThread(lm_settings("offline", fst_inc_wts=2)) as server:
         for clip in ("zh03_triton_mid.wav", "zh04_triton_long.wav"):
-            got = offline_answer(server, clip_pcm(clip), hotwords=hotwords_json(clip, "hw_low_inc"))["text"]
+            got = offline_answer(server, wav_pcm(clip), hotwords=hotwords_json(clip, "hw_low_inc"))["text"]
             assert got == golden_text(clip, "hw_low_inc")
 
 
@@ -132,7 +126,7 @@ def test_lm_timestamps_follow_the_cpp_rules():
 
 def _check_timestamps(server: ServerThread) -> None:
     for clip in ("en01_libri_1995-1837-0001.wav", "zh02_llamacpp_sample.wav"):
-        msg = offline_answer(server, clip_pcm(clip))
+        msg = offline_answer(server, wav_pcm(clip))
         got = json.loads(msg["timestamp"])
         expected = golden_stamps_ms(clip)
         assert len(got) == len(expected)
@@ -145,7 +139,7 @@ def test_lm_dir_none_gives_todays_text(greedy_server):
 
     assert greedy_server.models.asr.lm is None
     for clip in ("zh01_asr_example_zh.wav", "en02_libri_1089-134686-0001.wav"):
-        pcm = clip_pcm(clip)
+        pcm = wav_pcm(clip)
         expected = greedy_server.models.transcribe(pcm16_to_float(pcm), use_itn=False).text
         assert offline_answer(greedy_server, pcm)["text"] == expected
 
@@ -155,14 +149,14 @@ def test_unspellable_hotwords_are_reported_and_change_nothing(lm_server):
     profile, server = lm_server
     clip = "zh01_asr_example_zh.wav"
     if profile == "offline":
-        msg = offline_answer(server, clip_pcm(clip), hotwords=json.dumps({"Cloud": 20, "蘅猫": 15}, ensure_ascii=False))
+        msg = offline_answer(server, wav_pcm(clip), hotwords=json.dumps({"Cloud": 20, "蘅猫": 15}, ensure_ascii=False))
         assert "'Cloud'" in msg["warning"] and "no hotword" not in msg["warning"]
         assert "'蘅猫'" in msg["warning"] and "'猫'" in msg["warning"]
-        msg = offline_answer(server, clip_pcm(clip), hotwords=json.dumps({"Cloud": 20}))
+        msg = offline_answer(server, wav_pcm(clip), hotwords=json.dumps({"Cloud": 20}))
         assert "no hotword reaches the n-gram LM" in msg["warning"]
         assert msg["text"] == golden_text(clip)
     else:
-        run = stream(server.url, clip_pcm(clip), "2pass", itn=False, hotwords=json.dumps({"Cloud": 20}))
+        run = stream(server.url, wav_pcm(clip), "2pass", itn=False, hotwords=json.dumps({"Cloud": 20}))
         warnings = [m["warning"] for m in run.messages if "warning" in m]
         assert len(warnings) == 1 and "no hotword reaches the n-gram LM" in warnings[0]
         assert "".join(m["text"] for m in run.messages if m.get("mode") == "2pass-offline") == golden_text(clip)
@@ -175,7 +169,7 @@ def test_the_server_hotword_file_reaches_the_lm(tmp_path):
     from server.hotwords import parse_hotword_file
 
     with ServerThread(lm_settings("offline"), server_hotwords=parse_hotword_file(path)) as server:
-        assert offline_answer(server, clip_pcm(clip))["text"] == golden_text(clip, "hw_one")
+        assert offline_answer(server, wav_pcm(clip))["text"] == golden_text(clip, "hw_one")
 
 
 def test_the_lm_search_is_a_stage_in_the_metrics(lm_server):
@@ -184,7 +178,7 @@ def test_the_lm_search_is_a_stage_in_the_metrics(lm_server):
     import urllib.request
 
     body = urllib.request.urlopen(server.http_url + "/metrics", timeout=10).read().decode()
-    (line,) = [l for l in body.splitlines() if l.startswith('funasr_stage_seconds_count{stage="lm_search"}')]
+    (line,) = [m for m in body.splitlines() if m.startswith('funasr_stage_seconds_count{stage="lm_search"}')]
     assert float(line.rsplit(" ", 1)[1]) >= 1
 
 
@@ -196,6 +190,6 @@ def test_the_plain_paraformer_decodes_through_the_lm_too():
 
     with ServerThread(fixture_settings(model_dir=str(ASR_PLAIN_DIR), punc_dir="", lm_dir=str(LM_DIR))) as server:
         for clip in ("zh03_triton_mid.wav", "en02_libri_1089-134686-0001.wav"):
-            msg = offline_answer(server, clip_pcm(clip), hotwords=hotwords_json(clip, "hw_one"))
+            msg = offline_answer(server, wav_pcm(clip), hotwords=hotwords_json(clip, "hw_one"))
             assert msg["text"] == golden_text(clip, "hw_one")
             assert "timestamp" not in msg

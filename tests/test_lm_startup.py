@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import List
 
 import pytest
-
-from models.fst_file import read_fst
 from websockets.sync.client import connect
 
-import server.model_dirs as model_dir_module
 from models.audio import pcm16_to_float
+from models.fst_file import read_fst
 from models.model_dir import ModelDirError
 from models.tokens import Vocabulary
 from models.wfst_decoder import WfstDecoder
@@ -29,6 +27,7 @@ from server.cli import PROG_2PASS, CliError, settings_from_args
 from server.model_loader import load_models
 from server.settings import DEFAULT_LM_MODEL, ServerSettings
 from tests.harness import ServerThread, fixture_settings
+from tests.helpers import fixture_pcm, free_port
 from tests.paths import (
     ASR_CONTEXTUAL_DIR,
     ASR_ONLINE_DIR,
@@ -41,28 +40,10 @@ from tests.paths import (
     SENSEVOICE_DIR,
     VAD_DIR,
 )
-from tests.test_cli import SERVER_CMD, _free_port, fixture_pcm, server_process
+from tests.test_cli import SERVER_CMD, server_process
 from tests.test_server_offline import recv_json, send_utterance
 
 WARNING_TEXT = "starting without an n-gram LM; pass --lm-dir DIR or --lm-dir none"
-
-
-class Hub:
-    """ModelScope as the resolver sees it: unreachable, and every probe and download attempt counted."""
-
-    def __init__(self, monkeypatch):
-        self.probes = 0
-        self.downloads: List[str] = []
-        monkeypatch.setattr(model_dir_module, "_hub_reachable", self._probe)
-
-    def _probe(self, timeout: float = 5.0) -> bool:
-        self.probes += 1
-        return False
-
-
-@pytest.fixture
-def hub(monkeypatch) -> Hub:
-    return Hub(monkeypatch)
 
 
 def cli_settings(tmp_path: Path, *extra: str, model_dir: Path = ASR_TIMESTAMP_DIR, prog: str = "funasr-wss-server",
@@ -179,7 +160,7 @@ def test_a_directory_without_an_lm_file_is_an_error_naming_it(tmp_path, hub, mis
 
 def test_a_named_lm_that_is_missing_stops_the_server_process_with_a_message(tmp_path):
     proc = subprocess.run(
-        SERVER_CMD + ["--port", str(_free_port()), "--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR),
+        SERVER_CMD + ["--port", str(free_port()), "--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR),
                       "--punc-dir", "", "--certfile", "0", "--lm-dir", str(tmp_path / "no-such-lm")],
         capture_output=True, text=True, timeout=60,
     )
@@ -292,7 +273,7 @@ def _stop(proc: subprocess.Popen) -> str:
 
 
 def test_without_lm_dir_the_server_process_starts_and_warns_once(tmp_path):
-    port = _free_port()
+    port = free_port()
     cmd = SERVER_CMD + ["--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR), "--punc-dir", str(PUNC_DIR),
                         "--download-model-dir", str(tmp_path / "models"), "--certfile", "0"]
     with server_process(cmd, port) as proc:  # the hub is unreachable there (tests.test_cli.NO_HUB)

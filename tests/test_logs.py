@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 import logging
 
-import pytest
-
 from server.logs import ConnectionLog, JsonFormatter, TextFormatter, utterance_fields
 
 

@@ -17,6 +17,7 @@ from models.model_dir import ModelDirError
 from models.paraformer import DecodeOptions
 from server.model_loader import load_models
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
+from tests.helpers import pcm_of
 from tests.paths import (
     ASR_8K_DIR,
     ASR_CONTEXTUAL_DIR,
@@ -30,7 +31,7 @@ from tests.paths import (
     SENSEVOICE_DIR,
     VAD_DIR,
 )
-from tests.test_server_2pass import model_events, pcm_of, stream
+from tests.test_server_2pass import model_events, stream
 from tests.test_server_offline import recv_json, send_utterance
 
 RECOGNISERS = [ASR_PLAIN_DIR, ASR_TIMESTAMP_DIR, ASR_CONTEXTUAL_DIR, ASR_SEACO_DIR, ASR_8K_DIR, SENSEVOICE_DIR]

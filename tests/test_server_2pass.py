@@ -19,20 +19,16 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
-from models.audio import load_audio_file, pcm16_to_float, resample
+from models.audio import pcm16_to_float, resample
 from models.two_pass import FINAL_MARK, PartialText, SegmentText
 from server.session import SessionLimits
 from server.streaming_session import PCM_ONLY_ERROR, StreamingSession
 from tests.harness import ServerThread, fixture_settings_2pass
+from tests.helpers import pcm_of
 from tests.paths import ASR_PLAIN_DIR, AUDIO, PUNC_DIR, audio_clips
 
 CHUNK = 19200  # 600 ms of 16 kHz int16: what FunASR's clients send per chunk_size [5, 10, 5]
 CONFIG = {"chunk_size": [5, 10, 5], "wav_name": "t", "is_speaking": True}
-
-
-def pcm_of(name: str, rate: int = 16000) -> bytes:
-    wave_ = load_audio_file(AUDIO / name, rate)
-    return (np.clip(wave_, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
 @dataclass

@@ -6,7 +6,6 @@ import json
 import time
 import urllib.error
 import urllib.request
-import wave
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -14,7 +13,7 @@ from websockets.sync.client import connect
 
 from server.http_routes import AccessPolicy
 from tests.harness import ServerThread, fixture_settings
-from tests.paths import AUDIO
+from tests.helpers import fixture_pcm
 
 KEY = "s3cret-key"
 
@@ -27,11 +26,6 @@ def get(url: str, path: str = "/health"):
         return e.code, e.read().decode()
     except urllib.error.URLError:
         return 0, ""
-
-
-def pcm() -> bytes:
-    with wave.open(str(AUDIO / "zh01_asr_example_zh.wav")) as w:
-        return w.readframes(w.getnframes())
 
 
 def transcribe(ws, audio: bytes, name: str = "a") -> dict:
@@ -62,7 +56,7 @@ def test_health_says_ok_once_models_are_loaded_and_503_before(models):
         server.call(_set_models(server, models))
         assert get(server.http_url) == (200, "ok\n")
         with connect(server.url) as ws:
-            assert transcribe(ws, pcm())["text"]
+            assert transcribe(ws, fixture_pcm())["text"]
 
 
 async def _set_models(server, models):
@@ -82,7 +76,7 @@ def test_api_key_accepted_in_every_form(models, how):
     with ServerThread(fixture_settings(), models=models, access=AccessPolicy(api_key=KEY)) as server:
         url = server.url + how.get("path", "")
         with connect(url, additional_headers=how.get("additional_headers")) as ws:
-            assert transcribe(ws, pcm())["text"]
+            assert transcribe(ws, fixture_pcm())["text"]
 
 
 @pytest.mark.parametrize(
@@ -108,13 +102,13 @@ def test_connections_beyond_the_limit_get_503(models):
         with connect(server.url) as a, connect(server.url) as b:
             assert refused_status(server.url) == 503
             # the two admitted connections work
-            assert transcribe(a, pcm(), "a")["wav_name"] == "a"
-            assert transcribe(b, pcm(), "b")["wav_name"] == "b"
+            assert transcribe(a, fixture_pcm(), "a")["wav_name"] == "a"
+            assert transcribe(b, fixture_pcm(), "b")["wav_name"] == "b"
         deadline = time.time() + 5
         while server.server.active_sessions and time.time() < deadline:
             time.sleep(0.05)
         with connect(server.url) as c:  # room again once they closed
-            assert transcribe(c, pcm())["text"]
+            assert transcribe(c, fixture_pcm())["text"]
 
 
 def test_drain_lets_an_utterance_in_flight_finish_then_closes_with_1001(models):
@@ -122,7 +116,7 @@ def test_drain_lets_an_utterance_in_flight_finish_then_closes_with_1001(models):
         idle = stack.enter_context(connect(server.url))
         busy = stack.enter_context(connect(server.url))
         busy.send(json.dumps({"mode": "offline", "wav_name": "late"}))
-        busy.send(pcm())
+        busy.send(fixture_pcm())
         deadline = time.time() + 5
         while not any(s.busy for s in server.server.sessions) and time.time() < deadline:
             time.sleep(0.02)
@@ -145,7 +139,7 @@ def test_drain_lets_an_utterance_in_flight_finish_then_closes_with_1001(models):
 def test_drain_closes_unfinished_utterances_after_the_grace_period(models):
     with ServerThread(fixture_settings(), models=models) as server, connect(server.url) as ws:
         ws.send(json.dumps({"mode": "offline"}))
-        ws.send(pcm())
+        ws.send(fixture_pcm())
         deadline = time.time() + 5
         while not any(s.busy for s in server.server.sessions) and time.time() < deadline:
             time.sleep(0.02)
@@ -179,13 +173,13 @@ def test_metrics_count_connections_audio_latency_and_errors(models):
         assert not any(name == "funasr_connections" for name, _ in before)
         refused_status(server.url)  # no key
         with connect(server.url, additional_headers={"Authorization": f"Bearer {KEY}"}) as ws:
-            assert transcribe(ws, pcm())["text"]
+            assert transcribe(ws, fixture_pcm())["text"]
             ws.send("{not json")
             json.loads(ws.recv(timeout=10))
             during = scrape(server)
             assert during[("funasr_connections", (("mode", "offline"),))] == 1
         after = scrape(server)
-    assert after[("funasr_audio_seconds_total", (("mode", "offline"),))] == pytest.approx(len(pcm()) / 32000, abs=0.01)
+    assert after[("funasr_audio_seconds_total", (("mode", "offline"),))] == pytest.approx(len(fixture_pcm()) / 32000, abs=0.01)
     assert after[("funasr_stage_seconds_count", (("stage", "offline_utterance"),))] == 1
     assert after[("funasr_stage_seconds_sum", (("stage", "offline_utterance"),))] > 0
     assert after[("funasr_errors_total", (("kind", "protocol"),))] == 1
@@ -198,7 +192,7 @@ def test_streaming_metrics():
     with ServerThread(fixture_settings_2pass()) as server:
         with connect(server.url) as ws:
             ws.send(json.dumps({"mode": "2pass", "chunk_size": [5, 10, 5]}))
-            audio = pcm()
+            audio = fixture_pcm()
             for i in range(0, len(audio), 19200):
                 ws.send(audio[i : i + 19200])
             assert scrape(server)[("funasr_connections", (("mode", "2pass"),))] == 1

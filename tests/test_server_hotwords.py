@@ -17,8 +17,9 @@ from models.audio import pcm16_to_float
 from models.paraformer import DecodeOptions
 from server import recognizer as bridge
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
+from tests.helpers import pcm_of
 from tests.paths import ASR_CONTEXTUAL_DIR, ASR_SEACO_DIR
-from tests.test_server_2pass import model_events, pcm_of, stream
+from tests.test_server_2pass import model_events, stream
 from tests.test_server_offline import assert_silent, recv_json, send_utterance
 
 #: In the tiny models' vocabulary (128 tokens); on these clips they change the decoded text.

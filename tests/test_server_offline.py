@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import threading
-import wave
 
 import numpy as np
 import pytest
@@ -13,14 +12,10 @@ from websockets.sync.client import connect
 from models.audio import load_audio_file, pcm16_to_float, resample
 from server.session import SessionLimits
 from tests.harness import ServerThread, fixture_settings
+from tests.helpers import wav_pcm_and_rate
 from tests.paths import AUDIO, GOLDEN
 
 STRIDE = 1920  # 60 ms of 16 kHz int16, the stride of FunASR's Python client
-
-
-def read_pcm(name: str) -> tuple:
-    with wave.open(str(AUDIO / name)) as w:
-        return w.readframes(w.getnframes()), w.getframerate()
 
 
 def send_utterance(ws, audio: bytes, stride: int = STRIDE, end: dict = {"is_speaking": False}, **config) -> None:
@@ -44,7 +39,7 @@ def expected(server, waveform: np.ndarray, itn: bool = True):
 
 
 def test_reference_client_flow_gives_one_offline_message(offline_server):
-    pcm, rate = read_pcm("zh01_asr_example_zh.wav")
+    pcm, rate = wav_pcm_and_rate("zh01_asr_example_zh.wav")
     assert rate == 16000
     with connect(offline_server.url) as ws:
         send_utterance(ws, pcm, wav_name="zh01", wav_format="pcm", audio_fs=16000, chunk_size=[5, 10, 5])
@@ -109,7 +104,7 @@ def test_container_formats_are_decoded(offline_server, name, fmt):
 
 
 def test_8khz_pcm_is_resampled(offline_server):
-    pcm, rate = read_pcm("k8_BAC009S0764W0121_8k.wav")
+    pcm, rate = wav_pcm_and_rate("k8_BAC009S0764W0121_8k.wav")
     assert rate == 8000
     with connect(offline_server.url) as ws:
         send_utterance(ws, pcm, stride=960, wav_name="k8", audio_fs=8000)
@@ -121,8 +116,8 @@ def test_8khz_pcm_is_resampled(offline_server):
 
 
 def test_two_utterances_on_one_connection(offline_server):
-    a, _ = read_pcm("zh03_triton_mid.wav")
-    b, _ = read_pcm("zh05_BAC009S0724W0121.wav")
+    a, _ = wav_pcm_and_rate("zh03_triton_mid.wav")
+    b, _ = wav_pcm_and_rate("zh05_BAC009S0724W0121.wav")
     with connect(offline_server.url) as ws:
         send_utterance(ws, a, wav_name="first")
         first = recv_json(ws)
@@ -137,7 +132,7 @@ def test_two_utterances_on_one_connection(offline_server):
 
 
 def test_audio_before_the_first_config_is_dropped(offline_server):
-    pcm, _ = read_pcm("zh03_triton_mid.wav")
+    pcm, _ = wav_pcm_and_rate("zh03_triton_mid.wav")
     with connect(offline_server.url) as ws:
         ws.send(pcm)
         ws.send(json.dumps({"mode": "offline", "wav_name": "late"}))
@@ -148,7 +143,7 @@ def test_audio_before_the_first_config_is_dropped(offline_server):
 
 @pytest.mark.parametrize("not_an_end", [0, "false", None, "False"])
 def test_only_json_false_ends_an_utterance(offline_server, not_an_end):
-    pcm, _ = read_pcm("zh03_triton_mid.wav")
+    pcm, _ = wav_pcm_and_rate("zh03_triton_mid.wav")
     with connect(offline_server.url) as ws:
         ws.send(json.dumps({"mode": "offline", "wav_name": "x"}))
         ws.send(pcm)
@@ -160,7 +155,7 @@ def test_only_json_false_ends_an_utterance(offline_server, not_an_end):
 
 
 def test_any_mode_is_answered_as_offline_on_the_offline_profile(offline_server):
-    pcm, _ = read_pcm("zh03_triton_mid.wav")
+    pcm, _ = wav_pcm_and_rate("zh03_triton_mid.wav")
     for mode in ("2pass", "online", "nonsense"):
         with connect(offline_server.url) as ws:
             ws.send(json.dumps({"mode": mode, "wav_name": mode, "chunk_size": [5, 10, 5]}))
@@ -176,7 +171,7 @@ def test_any_mode_is_answered_as_offline_on_the_offline_profile(offline_server):
     ["{not json", "[1, 2, 3]", '"just a string"', '{"audio_fs": "fast"}', '{"itn": "maybe"}', '{"chunk_size": [5, 10]}', '{"audio_fs": 5}', '{"mode": 3}'],
 )
 def test_bad_control_messages_get_an_error_and_the_connection_recovers(offline_server, bad):
-    pcm, _ = read_pcm("zh03_triton_mid.wav")
+    pcm, _ = wav_pcm_and_rate("zh03_triton_mid.wav")
     with connect(offline_server.url) as ws:
         ws.send(json.dumps({"mode": "offline", "wav_name": "x"}))
         ws.send(pcm)
@@ -191,7 +186,7 @@ def test_bad_control_messages_get_an_error_and_the_connection_recovers(offline_s
 
 
 def test_garbage_container_audio_gets_an_error_while_others_carry_on(offline_server):
-    pcm, _ = read_pcm("zh09_paddle_zh.wav")
+    pcm, _ = wav_pcm_and_rate("zh09_paddle_zh.wav")
     want = expected(offline_server, pcm16_to_float(pcm)).text
     results = {}
 
@@ -213,7 +208,7 @@ def test_garbage_container_audio_gets_an_error_while_others_carry_on(offline_ser
 
 
 def test_odd_byte_counts_and_tiny_chunks_are_fine(offline_server):
-    pcm, _ = read_pcm("zh03_triton_mid.wav")
+    pcm, _ = wav_pcm_and_rate("zh03_triton_mid.wav")
     with connect(offline_server.url) as ws:
         send_utterance(ws, pcm[:12345], stride=777, wav_name="odd")
         msg = recv_json(ws)
@@ -226,7 +221,7 @@ END = {"is_speaking": False, "is_end": True}  # FunASR's Python client since 202
 def test_is_end_is_acknowledged_after_the_one_result(offline_server):
     """The result first and unchanged, then ``{"is_end": true, "is_final": true}``, which FunASR's newest
     Python client waits for; the connection stays open and serves the next utterance as before."""
-    pcm, _ = read_pcm("zh03_triton_mid.wav")
+    pcm, _ = wav_pcm_and_rate("zh03_triton_mid.wav")
     with connect(offline_server.url) as ws:
         send_utterance(ws, pcm, wav_name="plain")
         plain = recv_json(ws)
@@ -244,7 +239,7 @@ def test_is_end_is_acknowledged_after_the_one_result(offline_server):
 def test_bad_hotwords_on_the_offline_profile_ride_on_the_one_result(offline_server, mode):
     """Still exactly one message per end signal (clients take the first "offline" message for the result):
     the warning is a field of that message, the text is the normal one; the next result has none."""
-    pcm, _ = read_pcm("zh03_triton_mid.wav")
+    pcm, _ = wav_pcm_and_rate("zh03_triton_mid.wav")
     with connect(offline_server.url) as ws:
         send_utterance(ws, pcm, wav_name="hw", mode=mode, itn=False, hotwords="阿里巴巴,一二三四五六七八九十一，达摩院")
         msg = recv_json(ws)
@@ -330,7 +325,7 @@ def test_offline_is_final_opt_in_sends_one_final_result(offline_server):
     """``--offline-is-final`` (ServerOptions.offline_is_final): the one result says ``"is_final": true`` for
     clients that wait for it (xiaozhi's provider, funasr-client's file_asr), and nothing else changes: still
     exactly one message per end signal, the same text and timestamps, the ``is_end`` acknowledgement after it."""
-    pcm, _ = read_pcm("zh03_triton_mid.wav")
+    pcm, _ = wav_pcm_and_rate("zh03_triton_mid.wav")
     with connect(offline_server.url) as ws:  # the default: false, as the reference and the guides
         send_utterance(ws, pcm, wav_name="opt")
         plain = recv_json(ws)
@@ -361,7 +356,7 @@ def test_offline_is_final_lets_the_clients_that_wait_for_it_return_at_once(offli
 
     from tests.test_third_party_clients import XIAOZHI_RECV_TIMEOUT, finishes, run_async, xiaozhi_fun_server
 
-    pcm, _ = read_pcm("zh01_asr_example_zh.wav")
+    pcm, _ = wav_pcm_and_rate("zh01_asr_example_zh.wav")
     want = expected(offline_server, pcm16_to_float(pcm), itn=False).text
     opted = ServerThread(offline_server.settings, models=offline_server.models)
     opted.extra_options["offline_is_final"] = True

@@ -15,8 +15,9 @@ from websockets.sync.client import connect
 from server.decoder_pool import DecoderPool
 from server.session import Session
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
+from tests.helpers import pcm_of
+from tests.test_server_2pass import CONFIG, recv_until_final, stream
 from tests.test_server_admission import transcribe
-from tests.test_server_2pass import CONFIG, pcm_of, recv_until_final, stream
 
 CLIP = "long02_vad_30s_48k.wav"
 FRAME = 1920  # 60 ms: FunASR's Python client's stride

@@ -20,8 +20,9 @@ from server.settings import (
     ServerSettings,
     command_line_defaults,
 )
+from tests.helpers import fixture_pcm, free_port
 from tests.paths import ASR_TIMESTAMP_DIR, VAD_DIR
-from tests.test_cli import NO_HUB, SERVER_CMD, _free_port, _wait_until_healthy, fixture_pcm
+from tests.test_cli import NO_HUB, SERVER_CMD, _wait_until_healthy
 
 #: Fields the command line derives from other flags rather than taking from a flag of their own.
 DERIVED = {"plain_only", "lm_dir_is_default", "no_effect_flags", "env_vars"}
@@ -171,7 +172,7 @@ def test_a_secret_value_is_not_echoed_in_an_error():
 def test_an_lm_dir_from_the_environment_that_cannot_be_had_stops_the_process(tmp_path):
     env = dict(NO_HUB, FUNASR_WSS_LM_DIR=str(tmp_path / "no-such-lm"))
     proc = subprocess.run(
-        SERVER_CMD + ["--port", str(_free_port()), "--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR),
+        SERVER_CMD + ["--port", str(free_port()), "--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR),
                       "--punc-dir", "", "--certfile", "0"],
         capture_output=True, text=True, timeout=60, env=env,
     )
@@ -183,7 +184,7 @@ def test_an_lm_dir_from_the_environment_that_cannot_be_had_stops_the_process(tmp
 
 def test_the_api_key_from_the_environment_guards_a_real_server_and_is_never_logged():
     key = "env-secret-9f3c2a"
-    port = _free_port()
+    port = free_port()
     env = dict(NO_HUB, FUNASR_WSS_API_KEY=key, FUNASR_WSS_CERTFILE="0", FUNASR_WSS_LOG_LEVEL="DEBUG",
                FUNASR_WSS_LM_DIR="none", FUNASR_WSS_PORT=str(port))
     cmd = SERVER_CMD + ["--listen-ip", "127.0.0.1", "--model-dir", str(ASR_TIMESTAMP_DIR), "--vad-dir", str(VAD_DIR),

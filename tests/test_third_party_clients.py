@@ -27,17 +27,18 @@ import wave
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+import funasr_client
 import numpy as np
 import pytest
 import websockets
 from websockets.sync.client import connect
 
-import funasr_client
 from models.audio import load_audio_file, pcm16_to_float, resample
 from models.two_pass import PartialText, SegmentText
 from server.http_routes import AccessPolicy
 from server.tls import TlsPolicy, self_signed_pair, server_context
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
+from tests.helpers import wav_pcm_and_rate
 from tests.paths import AUDIO
 
 KEY = "xiaozhi-key"
@@ -54,15 +55,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a 
 # ---------------------------------------------------------------------- audio and expectations
 
 
-def read_wav(path) -> tuple:
-    with wave.open(str(path)) as w:
-        return w.readframes(w.getnframes()), w.getframerate()
-
-
 def two_segments_pcm() -> bytes:
     """zh01, 1.5 s of silence, zh05: the VAD closes a segment in the pause (two results)."""
-    a, _ = read_wav(ZH01)
-    b, _ = read_wav(ZH05)
+    a, _ = wav_pcm_and_rate(ZH01)
+    b, _ = wav_pcm_and_rate(ZH05)
     return a + bytes(2 * 24000) + b
 
 
@@ -198,7 +194,7 @@ def keyed_tls_offline(offline_server, tls_policy):
 
 def test_funasr_client_file_asr_sync_2pass_mode(two_pass_server):
     result = finishes(funasr_client.file_asr, ZH01, two_pass_server.url, mode="2pass")
-    pcm, _ = read_wav(ZH01)
+    pcm, _ = wav_pcm_and_rate(ZH01)
     events = stream_truth_pcm(two_pass_server, pcm, "2pass")
     assert result["text"] == segment_text(events) and result["text"]
     assert result["mode"] == "2pass-offline" and result["is_final"] is True
@@ -212,7 +208,7 @@ def test_funasr_client_file_asr_stream_sees_deltas_then_one_final(two_pass_serve
     messages = finishes(
         lambda: list(funasr_client.file_asr_stream(ZH05, two_pass_server.url, mode="2pass", decode=False))
     )
-    pcm, _ = read_wav(ZH05)
+    pcm, _ = wav_pcm_and_rate(ZH05)
     events = stream_truth_pcm(two_pass_server, pcm, "2pass")
     assert [m["is_final"] for m in messages].count(True) == 1 and messages[-1]["is_final"] is True
     deltas = [m for m in messages if m["mode"] == "2pass-online"]
@@ -236,7 +232,7 @@ def test_funasr_client_async_file_asr_offline_mode_over_wss(tls_2pass, tmp_path)
 
 def test_funasr_client_callback_api_online_mode(two_pass_server):
     """Non-blocking sync client: a thread feeds the callback; close() waits for the final message."""
-    pcm, rate = read_wav(ZH01)
+    pcm, rate = wav_pcm_and_rate(ZH01)
     received: List[dict] = []
     client = funasr_client.funasr_client(
         two_pass_server.url, mode="online", wav_name="cb", audio_fs=rate, callback=received.append
@@ -258,7 +254,7 @@ def test_funasr_client_callback_api_online_mode(two_pass_server):
 def test_funasr_client_async_callback_api_2pass_with_hotwords_and_start_time(two_pass_server):
     """Async client, async callback, a hotword dict (sent as an ASCII-escaped JSON string),
     ``start_time`` to shift timestamps: decoded messages carry our times + start_time."""
-    pcm, _ = read_wav(ZH01)
+    pcm, _ = wav_pcm_and_rate(ZH01)
     received: List[dict] = []
 
     async def go():
@@ -289,7 +285,7 @@ def test_funasr_client_against_the_offline_profile(tls_offline, scheme):
     """The offline profile answers once with is_final false (as FunASR's C++ funasr-wss-server does):
     funasr-client gets the right text through recv(), but its received_final stays False, so its
     stream()/file_asr()/close(wait_for_final) would wait for a final message that no offline server sends."""
-    pcm, rate = read_wav(ZH01)
+    pcm, rate = wav_pcm_and_rate(ZH01)
     url = tls_offline.url if scheme == "ws" else tls_offline.tls_url
     client = funasr_client.funasr_client(url, mode="offline", wav_name="off", audio_fs=rate, blocking=True)
     client.connect()
@@ -398,7 +394,7 @@ def test_xiaozhi_on_the_offline_profile_gets_the_text_after_its_5s_timeout(keyed
     """Against an offline-profile server (ours or FunASR's C++ funasr-wss-server: both answer with
     is_final false) the provider keeps reading after the one result, gives up after its 5 s timeout and
     returns the right text: correct, but each utterance costs 5 s more.  Users should run the 2pass profile."""
-    pcm, _ = read_wav(ZH01)
+    pcm, _ = wav_pcm_and_rate(ZH01)
     run = run_async(xiaozhi_fun_server(keyed_tls_offline.tls_url, KEY, pcm, "session-2", is_ssl=True))
     assert run.ended_by == "timeout" and run.seconds >= XIAOZHI_RECV_TIMEOUT
     assert len(run.messages) == 1 and run.messages[0]["is_final"] is False
@@ -408,7 +404,7 @@ def test_xiaozhi_on_the_offline_profile_gets_the_text_after_its_5s_timeout(keyed
 
 def test_xiaozhi_default_config_api_key_none_on_a_server_without_key(two_pass_server):
     """Out of the box xiaozhi sends ``Authorization: Bearer; none``; a server without --api-key ignores it."""
-    pcm, _ = read_wav(ZH05)
+    pcm, _ = wav_pcm_and_rate(ZH05)
     run = run_async(xiaozhi_fun_server(two_pass_server.url, "none", pcm, "session-3", is_ssl=False))
     assert run.ended_by == "final"
     assert run.text == segment_text(stream_truth_pcm(two_pass_server, pcm, "offline", itn=False)) and run.text
@@ -424,7 +420,7 @@ def test_binary_subprotocol_is_selected_when_offered_and_never_required(two_pass
     """FunASR's clients, funasr-client and xiaozhi offer ``binary``: we select it, as FunASR's Python server
     does.  A client offering something else or nothing gets no subprotocol and is served all the same
     (websockets' client accepts an answer without one; browsers, which refuse that, offer none here)."""
-    pcm, _ = read_wav(ZH05)
+    pcm, _ = wav_pcm_and_rate(ZH05)
     want = segment_text(stream_truth_pcm(two_pass_server, pcm, "offline"))
     for offered, selected in ((["binary"], "binary"), (["chat", "binary"], "binary"), (["chat"], None), (None, None)):
         with connect(two_pass_server.url, subprotocols=offered) as ws:
@@ -616,7 +612,7 @@ def _host_port(server):
 def test_funasr_python_client_default_flags_2pass_over_wss_in_real_time(tls_2pass):
     """No flags but host, port and file: ``--ssl 1 --mode 2pass``, audio sent in real time."""
     run = run_async(funasr_wss_client(*_host_port(tls_2pass), ZH05))
-    pcm, _ = read_wav(ZH05)
+    pcm, _ = wav_pcm_and_rate(ZH05)
     events = stream_truth_pcm(tls_2pass, pcm, "2pass")
     assert run.final_seen  # within the client's 2 s after the end signal
     assert run.printed[-1] == f"pid0_0: {segment_text(events)}" and segment_text(events)
@@ -627,7 +623,7 @@ def test_funasr_python_client_default_flags_2pass_over_wss_in_real_time(tls_2pas
 
 def test_funasr_python_client_online_mode_without_sleep(two_pass_server):
     run = run_async(funasr_wss_client(*_host_port(two_pass_server), ZH01, mode="online", ssl_on=0, send_without_sleep=True))
-    pcm, _ = read_wav(ZH01)
+    pcm, _ = wav_pcm_and_rate(ZH01)
     want = online_text(stream_truth_pcm(two_pass_server, pcm, "online"))
     assert run.final_seen and want
     assert run.printed[-1] == f"pid0_0: {want}"
@@ -640,7 +636,7 @@ def test_funasr_python_client_offline_mode_on_the_offline_profile(tls_offline, t
     run = run_async(
         funasr_wss_client(*_host_port(tls_offline), ZH01, mode="offline", hotword=str(hotwords), use_itn=0)
     )
-    pcm, rate = read_wav(ZH01)
+    pcm, rate = wav_pcm_and_rate(ZH01)
     want = offline_truth(tls_offline, pcm, rate, itn=False)
     assert len(run.messages) == 1 and "error" not in run.messages[0]
     assert run.printed == [f"pid0_0: demo: {want.text} timestamp: {run.messages[0]['timestamp']}"] and want.text
@@ -650,7 +646,7 @@ def test_funasr_python_client_offline_mode_on_the_offline_profile(tls_offline, t
 def test_funasr_python_client_offline_mode_on_the_2pass_profile(two_pass_server):
     """On the 2pass server, mode offline ends with the is_final message (a "2pass-offline" one)."""
     run = run_async(funasr_wss_client(*_host_port(two_pass_server), ZH01, mode="offline", ssl_on=0))
-    pcm, _ = read_wav(ZH01)
+    pcm, _ = wav_pcm_and_rate(ZH01)
     want = segment_text(stream_truth_pcm(two_pass_server, pcm, "offline"))
     assert run.final_seen and want
     assert run.printed[-1] == f"pid0_0: {want}"
@@ -691,7 +687,7 @@ HOTWORDS = "阿里巴巴 20\n达摩院 30\n通义千问 10\n"
 def test_funasr_python_client_2026_02_comma_joined_hotwords_get_the_normal_text(two_pass_server, tmp_path):
     run = run_async(funasr_wss_client(*_host_port(two_pass_server), ZH05, ssl_on=0, send_without_sleep=True,
                                       hotword=_hotword_file(tmp_path, HOTWORDS), release="2026-02"))
-    pcm, _ = read_wav(ZH05)
+    pcm, _ = wav_pcm_and_rate(ZH05)
     want = segment_text(stream_truth_pcm(two_pass_server, pcm, "2pass"))
     assert not [m for m in run.messages if "error" in m or "warning" in m]
     assert run.final_seen and want
@@ -706,7 +702,7 @@ def test_funasr_python_client_offline_mode_with_a_bad_hotword_on_the_2pass_profi
     hotwords = _hotword_file(tmp_path, "阿里巴巴 20\n阿里巴巴集团控股有限公司 30\n")
     run = run_async(funasr_wss_client(*_host_port(two_pass_server), ZH01, mode="offline", ssl_on=0, hotword=hotwords,
                                       release=release))
-    pcm, _ = read_wav(ZH01)
+    pcm, _ = wav_pcm_and_rate(ZH01)
     want = segment_text(stream_truth_pcm(two_pass_server, pcm, "offline"))
     assert run.messages[0]["mode"] == "2pass-offline" and "'阿里巴巴集团控股有限公司'" in run.messages[0]["warning"]
     assert not [m for m in run.messages if "error" in m]
@@ -718,7 +714,7 @@ def test_funasr_python_client_2026_07_is_end_handshake_on_the_2pass_profile(two_
     """FunASR's client since 2026-07-29 (30caaf8e1) ends with ``{"is_speaking": false, "is_end": true}``
     and waits (300 s) for a message with ``is_end`` true and ``is_final`` true: it gets it right after the
     final result, prints the whole text and closes at once."""
-    pcm, _ = read_wav(ZH05)
+    pcm, _ = wav_pcm_and_rate(ZH05)
     started = time.perf_counter()
     run = run_async(funasr_wss_client(*_host_port(two_pass_server), ZH05, mode=mode, ssl_on=0, send_without_sleep=True,
                                       hotword=_hotword_file(tmp_path, HOTWORDS), release="2026-07"))
@@ -740,7 +736,7 @@ def test_funasr_python_client_offline_profile_with_a_bad_hotword(tls_offline, tm
     acknowledgement)."""
     hotwords = _hotword_file(tmp_path, "阿里巴巴 20\n阿里巴巴集团控股有限公司 30\n达摩院 10\n")
     run = run_async(funasr_wss_client(*_host_port(tls_offline), ZH01, mode="offline", hotword=hotwords, release=release))
-    pcm, rate = read_wav(ZH01)
+    pcm, rate = wav_pcm_and_rate(ZH01)
     want = offline_truth(tls_offline, pcm, rate)
     result = run.messages[0]
     assert "'阿里巴巴集团控股有限公司' (longer than 10 characters)" in result["warning"]
@@ -784,7 +780,7 @@ def _recv_until_final(ws) -> List[dict]:
 )
 def test_html5_microphone_2pass(two_pass_server, hotwords):
     """The page's mic mode: 960-sample Int16 frames, hotwords as a JSON string, the stop message."""
-    pcm, _ = read_wav(ZH01)
+    pcm, _ = wav_pcm_and_rate(ZH01)
     extra = {} if hotwords is None else {"hotwords": hotwords}
     with connect(two_pass_server.url) as ws:  # new WebSocket(uri): no subprotocol
         ws.send(_html5_config("2pass", **extra))
@@ -800,7 +796,7 @@ def test_html5_microphone_2pass(two_pass_server, hotwords):
 
 
 def test_html5_microphone_online(two_pass_server):
-    pcm, _ = read_wav(ZH05)
+    pcm, _ = wav_pcm_and_rate(ZH05)
     with connect(two_pass_server.url) as ws:
         ws.send(_html5_config("online"))
         for i in range(0, len(pcm), 1920):

@@ -16,7 +16,8 @@ from websockets.sync.client import connect
 
 from server.tls import TlsPolicy, TlsSetupError, self_signed_pair, server_context
 from tests.harness import ServerThread, fixture_settings
-from tests.test_server_admission import get, pcm, scrape, transcribe
+from tests.helpers import fixture_pcm
+from tests.test_server_admission import get, scrape, transcribe
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def funasr_client_context() -> ssl.SSLContext:
 def test_plain_and_tls_clients_share_one_port(models, cert_pair):
     policy = TlsPolicy(server_context(*cert_pair))
     with ServerThread(fixture_settings(), models=models, tls=policy) as server:
-        audio = pcm()
+        audio = fixture_pcm()
         with connect(server.url) as ws:
             plain = transcribe(ws, audio, "plain")
             assert ws.request.headers["Host"] and ws.response.status_code == 101
@@ -69,7 +70,7 @@ def test_plain_and_tls_clients_share_one_port(models, cert_pair):
 def test_many_interleaved_plain_and_tls_connections_at_once(models, cert_pair):
     policy = TlsPolicy(server_context(*cert_pair))
     with ServerThread(fixture_settings(), models=models, tls=policy) as server:
-        audio = pcm()
+        audio = fixture_pcm()
         with contextlib.ExitStack() as stack:
             clients = [
                 stack.enter_context(connect(server.tls_url, ssl=funasr_client_context()) if i % 2 else connect(server.url))
@@ -93,7 +94,7 @@ def test_tls_only_drops_plain_clients(models, cert_pair):
         with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP gets no answer either
             urllib.request.urlopen(server.http_url + "/health", timeout=5)
         with connect(server.tls_url, ssl=funasr_client_context()) as wss:
-            assert transcribe(wss, pcm())["text"]
+            assert transcribe(wss, fixture_pcm())["text"]
         metrics = scrape(server, funasr_client_context())
         assert metrics[("funasr_errors_total", (("kind", "plain_refused"),))] == 2
 
@@ -104,7 +105,7 @@ def test_plain_only_server_refuses_tls_clients_and_keeps_serving(models):
             with connect(server.tls_url, ssl=funasr_client_context(), open_timeout=5):
                 pass
         with connect(server.url) as ws:
-            assert transcribe(ws, pcm())["text"]
+            assert transcribe(ws, fixture_pcm())["text"]
         assert scrape(server)[("funasr_errors_total", (("kind", "tls_disabled"),))] == 1
 
 
@@ -140,7 +141,7 @@ def test_broken_handshakes_and_silent_clients_cost_nothing(models, cert_pair):
             with connect(server.tls_url, ssl=distrustful, open_timeout=5):
                 pass
         with connect(server.tls_url, ssl=funasr_client_context()) as wss:
-            assert transcribe(wss, pcm())["text"]
+            assert transcribe(wss, fixture_pcm())["text"]
         metrics = scrape(server)
         assert metrics[("funasr_errors_total", (("kind", "tls_handshake"),))] >= 2
         assert metrics[("funasr_errors_total", (("kind", "handshake_timeout"),))] == 1

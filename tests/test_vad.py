@@ -10,8 +10,8 @@ single-utterance mode, odd window sizes).
 from __future__ import annotations
 
 import json
-import signal
 import shutil
+import signal
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 

@@ -30,6 +30,7 @@ from server.streaming_session import StreamingSession
 from server.tls import TlsPolicy, self_signed_pair, server_context
 from server.web_page import ROUTES, WEB_DIR, content_security_policy
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
+from tests.helpers import wav_pcm
 from tests.paths import AUDIO
 
 KEY = "page-test-key"
@@ -137,11 +138,6 @@ def refused_status(url: str) -> int:
     return err.value.response.status_code
 
 
-def pcm(path: Path = UPLOAD_WAV) -> bytes:
-    with wave.open(str(path)) as w:
-        return w.readframes(w.getnframes())
-
-
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
 def test_page_and_its_files_are_served_with_their_headers(guarded, tls):
     port = guarded.server.port
@@ -190,7 +186,7 @@ def test_page_is_public_and_uncounted_while_the_websocket_on_root_needs_the_key(
         assert fetch(guarded, "/health").body == b"ok\n"
         assert refused_status(guarded.url + f"/?token={KEY}") == 503  # a second WebSocket is over the limit
         ws.send(json.dumps({"mode": "offline", "wav_name": "root"}))
-        ws.send(pcm())
+        ws.send(wav_pcm(UPLOAD_WAV))
         ws.send(json.dumps({"is_speaking": False}))
         answer = json.loads(ws.recv(timeout=60))
         assert answer["wav_name"] == "root" and answer["text"]
@@ -219,7 +215,7 @@ def test_page_while_loading_and_turned_off(offline_server):
         assert fetch(bare, "/health").status == 200
         with connect(bare.url + "/") as ws:  # the WebSocket on / is unaffected
             ws.send(json.dumps({"mode": "offline"}))
-            ws.send(pcm())
+            ws.send(wav_pcm(UPLOAD_WAV))
             ws.send(json.dumps({"is_speaking": False}))
             assert json.loads(ws.recv(timeout=60))["text"]
 

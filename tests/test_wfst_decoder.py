@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import random
 from functools import lru_cache
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import pytest
