@@ -18,12 +18,12 @@ import sys
 from dataclasses import dataclass, field
 from typing import IO, List, Optional, Sequence
 
+from server.protocol import DEFAULT_CHUNK_SIZE, DEFAULT_MODE, MODES, SVS_LANGUAGES
+
 from .batch import FileResult, run_batch
 from .config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
-    MODES,
-    SVS_LANGUAGES,
     ConnectionSettings,
     RecognitionSettings,
     parse_chunk_size,
@@ -105,9 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
         names = ["--" + name.replace("_", "-")] + (["--" + name] if "_" in name else [])
         rec.add_argument(*names, dest=name, **kw)
 
-    rec_add("mode", choices=MODES, default="2pass",
+    rec_add("mode", choices=MODES, default=DEFAULT_MODE,
             help="offline: whole file, punctuated result; online: streamed, fast text; 2pass: both")
-    rec_add("chunk_size", default="5,10,5", help="streaming look-back,chunk,look-ahead in 60 ms frames")
+    rec_add("chunk_size", default=",".join(map(str, DEFAULT_CHUNK_SIZE)), help="streaming look-back,chunk,look-ahead in 60 ms frames")
     rec_add("chunk_interval", type=_positive_int, default=10,
             help="a stride of audio is 60*chunk_size[1]/chunk_interval ms")
     rec_add("encoder_chunk_look_back", type=int, default=4, help="sent to the server as FunASR's client does")

@@ -2,6 +2,8 @@
 
 Two frozen dataclasses, built once by :mod:`client.cli` and passed down, so the
 protocol code never reads ``argparse`` results and tests can build them directly.
+The protocol's vocabulary (modes, ``chunk_size``, SenseVoiceSmall's languages)
+is :mod:`server.protocol`'s, the one definition the server uses too.
 """
 from __future__ import annotations
 
@@ -9,28 +11,28 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
-MODES = ("offline", "online", "2pass")
-#: ``svs_lang`` values a SenseVoiceSmall server takes.
-SVS_LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko", "nospeech")
+from server import protocol
+from server.protocol import DEFAULT_MODE, MODES
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 10096
 
 
 def parse_chunk_size(value: str) -> Tuple[int, int, int]:
-    """``"5,10,5"`` (FunASR also writes ``"5, 10, 5"``) → ``(5, 10, 5)``.
+    """``"5,10,5"`` (FunASR also writes ``"5, 10, 5"``) → ``(5, 10, 5)``, by the protocol's parser.
 
-    The server needs exactly three positive frame counts (look-back, chunk,
-    look-ahead, in 60 ms frames); a wrong value is caught here, before any
-    connection, rather than answered by the server with an error per file.
+    The server needs exactly three frame counts (look-back, chunk, look-ahead,
+    in 60 ms frames; the middle one above 0); a wrong value is caught here,
+    before any connection, rather than answered by the server with an error per
+    file.  This server's cost limits on the chunk are not checked: other servers
+    need not share them.
     """
-    parts = [p.strip() for p in str(value).split(",")]
     try:
-        numbers = tuple(int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"chunk size must be three integers like 5,10,5, got {value!r}") from None
-    if len(numbers) != 3 or numbers[1] <= 0 or min(numbers) < 0:
-        raise ValueError(f"chunk size must be three integers like 5,10,5 (the middle one above 0), got {value!r}")
-    return numbers  # type: ignore[return-value]
+        return protocol.parse_chunk_size(str(value), bounded=False)
+    except protocol.ProtocolError as exc:
+        if "must be an integer" in str(exc):
+            raise ValueError(f"chunk size must be three integers like 5,10,5, got {value!r}") from None
+        raise ValueError(f"chunk size must be three integers like 5,10,5 (the middle one above 0), got {value!r}") from None
 
 
 def server_url(host: str, port: int, use_ssl: bool, url: Optional[str] = None) -> str:
@@ -73,8 +75,8 @@ class RecognitionSettings:
     decoded to 16 kHz by the client, and says so in its own configuration.
     """
 
-    mode: str = "2pass"
-    chunk_size: Tuple[int, int, int] = (5, 10, 5)
+    mode: str = DEFAULT_MODE
+    chunk_size: Tuple[int, int, int] = protocol.DEFAULT_CHUNK_SIZE
     chunk_interval: int = 10
     encoder_chunk_look_back: int = 4
     decoder_chunk_look_back: int = 0

@@ -4,13 +4,17 @@ The protocol's ``hotwords`` field is a JSON *string* holding a JSON object
 (``"{\"阿里巴巴\": 20}"``), which is what FunASR's client builds from the same
 file; servers parse it a second time.  A value that is not an existing file is
 sent as it is, as FunASR's client does, so ``--hotword "阿里巴巴 达摩院"`` (plain
-space-separated words) still works.
+space-separated words) still works.  The file is read by the protocol's one
+parser of ``word [weight]`` text (:func:`server.protocol.parse_hotword_text`),
+the server's own ``--hotword`` file's too.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Dict, List, Tuple
+
+from server.protocol import parse_hotword_text
 
 from .errors import ClientError
 
@@ -23,19 +27,15 @@ def parse_hotword_lines(lines: List[str]) -> Tuple[Dict[str, int], List[str]]:
     """
     words: Dict[str, int] = {}
     problems: List[str] = []
-    for number, line in enumerate(lines, 1):
-        fields = line.strip().split()
-        if not fields or fields[0].startswith("#"):
+    for item in parse_hotword_text("\n".join(lines), one_per_line=True):
+        if item.weight is None:
+            fields = item.text.split()
+            if len(fields) < 2:
+                problems.append(f"line {item.line}: {item.text!r} has no weight (expected 'word weight')")
+            else:
+                problems.append(f"line {item.line}: weight {fields[-1]!r} is not an integer")
             continue
-        if len(fields) < 2:
-            problems.append(f"line {number}: {line.strip()!r} has no weight (expected 'word weight')")
-            continue
-        try:
-            weight = int(fields[-1])
-        except ValueError:
-            problems.append(f"line {number}: weight {fields[-1]!r} is not an integer")
-            continue
-        words[" ".join(fields[:-1])] = weight
+        words[item.word or ""] = int(item.weight)
     return words, problems
 
 

@@ -34,21 +34,17 @@ operator must fix it, so an error there stops the server at start-up.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .protocol import shown
+from .protocol import HOTWORD_INTEGER as INTEGER
+from .protocol import parse_hotword_text, shown
 
 DEFAULT_WEIGHT = 20
 #: Weight 0 is a hotword all the same for the n-gram LM: each matched token still earns ``--fst-inc-wts``.
 MIN_WEIGHT, MAX_WEIGHT = 0, 100
 MAX_WORD_CHARS = 10
 MAX_WORDS = 1000
-#: What separates plain hotwords: whitespace, ASCII/full-width commas, the enumeration comma, semicolons.
-PLAIN_SEPARATORS = re.compile(r"[\s,，、;；]+")
-#: An integer weight written as text (a plain item, a file's last field, a JSON string): what ``int`` reads.
-INTEGER = re.compile(r"-?\d+")
 #: A warning names at most this many dropped hotwords, then counts the rest.
 WARNING_NAMES = 20
 
@@ -103,16 +99,10 @@ def _check(word: str, weight: object, where: str) -> int:
 def parse_hotword_file(path: Path) -> Dict[str, int]:
     """``word weight`` per line; a line with only a word gets the default weight.  Any bad line is an error."""
     words: Dict[str, int] = {}
-    for n, raw in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.rsplit(None, 1)
-        if len(parts) == 2 and INTEGER.fullmatch(parts[1]):
-            word, weight = parts[0].strip(), parts[1]  # type: Tuple[str, object]
-        else:
-            word, weight = line, DEFAULT_WEIGHT
-        words[word] = _check(word, weight, f"{path}:{n}")
+    for item in parse_hotword_text(Path(path).read_text(encoding="utf-8"), one_per_line=True):
+        word = item.word or ""
+        weight: object = DEFAULT_WEIGHT if item.weight is None else item.weight
+        words[word] = _check(word, weight, f"{path}:{item.line}")
     if len(words) > MAX_WORDS:
         raise HotwordError(f"{path}: {len(words)} hotwords, at most {MAX_WORDS} are allowed")
     return words
@@ -179,22 +169,15 @@ _NO_WORD = object()
 
 
 def _plain_items(text: str) -> List[Tuple[Any, Any]]:
-    """Plain hotwords → (word, weight) items; an integer after a word is its weight (module docstring).
-    A weight with no word before it comes out as ``(_NO_WORD, the weight as sent)``."""
+    """Plain hotwords → (word, weight) items, read by :func:`server.protocol.parse_hotword_text`; a word
+    with no weight gets the default.  A weight with no word before it comes out as ``(_NO_WORD, the
+    weight as sent)``."""
     items: List[Tuple[Any, Any]] = []
-    weighted = True  # the last item already has its weight (or there is none)
-    for piece in PLAIN_SEPARATORS.split(text):
-        if not piece:
-            continue
-        if INTEGER.fullmatch(piece):
-            if weighted:
-                items.append((_NO_WORD, piece))
-            else:
-                items[-1] = (items[-1][0], int(piece))
-                weighted = True
+    for item in parse_hotword_text(text, one_per_line=False):
+        if item.word is None:
+            items.append((_NO_WORD, item.weight))
         else:
-            items.append((piece, DEFAULT_WEIGHT))
-            weighted = False
+            items.append((item.word, DEFAULT_WEIGHT if item.weight is None else int(item.weight)))
     return items
 
 

@@ -3,6 +3,11 @@
 Clients send JSON text frames (configuration and the end signal) and binary
 audio frames.  The field rules follow the reference servers; where they
 crash or silently ignore bad input, we answer with a clear error instead.
+
+This module is the one definition of the protocol's vocabulary, shared by the
+server and the client (``client`` imports it, and only it, from ``server``; it
+imports nothing of ours): the modes, ``chunk_size`` parsing, SenseVoiceSmall's
+languages and the ``word [weight]`` hotword text (:func:`parse_hotword_text`).
 """
 from __future__ import annotations
 
@@ -30,6 +35,10 @@ MAX_NAME_CHARS = 1024
 INT_FIELD_RANGES = {"chunk_interval": (1, 1000), "encoder_chunk_look_back": (0, 1000), "decoder_chunk_look_back": (0, 1000)}
 #: A client value quoted back in an error message is cut to this many characters.
 SHOWN_CHARS = 60
+#: What separates plain hotwords: whitespace, ASCII/full-width commas, the enumeration comma, semicolons.
+HOTWORD_SEPARATORS = re.compile(r"[\s,，、;；]+")
+#: An integer weight written as text (a plain piece, a file line's last field): what ``int`` reads.
+HOTWORD_INTEGER = re.compile(r"-?\d+")
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
@@ -132,8 +141,13 @@ def _str(name: str, value: Any, numbers_ok: bool = False) -> str:
     raise ProtocolError(f"'{name}' must be a string, got {shown(value)}")
 
 
-def parse_chunk_size(value: Any) -> Tuple[int, int, int]:
-    """``[5, 10, 5]`` or ``"5,10,5"`` → a tuple of three positive ints (look-back, chunk, look-ahead)."""
+def parse_chunk_size(value: Any, bounded: bool = True) -> Tuple[int, int, int]:
+    """``[5, 10, 5]`` or ``"5,10,5"`` → a tuple of three positive ints (look-back, chunk, look-ahead).
+
+    ``bounded``: also hold the chunk to :data:`MIN_CHUNK`..:data:`MAX_CHUNK` and the look-back and
+    look-ahead to the chunk, this server's cost limits; the client checks only the shape
+    (``bounded=False``), since the servers it talks to need not share those limits.
+    """
     items: Sequence[Any]
     if isinstance(value, str):
         items = [p for p in value.replace(" ", "").split(",") if p != ""]
@@ -147,6 +161,8 @@ def parse_chunk_size(value: Any) -> Tuple[int, int, int]:
     look_back, chunk, look_ahead = parsed
     if look_back < 0 or look_ahead < 0 or chunk <= 0:
         raise ProtocolError("'chunk_size' values must be non-negative and the middle one positive")
+    if not bounded:
+        return parsed  # type: ignore[return-value]
     if not MIN_CHUNK <= chunk <= MAX_CHUNK:
         raise ProtocolError(
             f"'chunk_size': the chunk (middle value) must be {MIN_CHUNK} to {MAX_CHUNK} frames of 60 ms, got {shown(chunk)}"
@@ -156,6 +172,61 @@ def parse_chunk_size(value: Any) -> Tuple[int, int, int]:
             f"'chunk_size': look-back and look-ahead may not be longer than the chunk ({chunk}), got {shown(list(parsed))}"
         )
     return parsed  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class HotwordItem:
+    """One hotword of ``word [weight]`` text, as written (see :func:`parse_hotword_text`).
+
+    ``word``: the hotword, its runs of whitespace made single spaces, or None for a weight that
+    follows no word (plain form only); ``weight``: the trailing integer as written, or None when
+    there is none; ``line``: its line number (file form; 0 in the plain form); ``text``: the line
+    (stripped) or the piece as written.
+    """
+
+    word: Optional[str]
+    weight: Optional[str]
+    line: int = 0
+    text: str = ""
+
+
+def parse_hotword_text(text: str, one_per_line: bool) -> List[HotwordItem]:
+    """The ``word [weight]`` hotword text → its items, in order; nothing is checked or dropped here.
+
+    ``one_per_line`` (the file form: the server's and the client's ``--hotword`` file): each line
+    is one hotword, which may contain spaces, with an optional integer weight as its last field;
+    blank lines and lines starting with ``#`` are skipped.  Otherwise (the plain form of the
+    ``hotwords`` field): whitespace and :data:`HOTWORD_SEPARATORS` separate the pieces, and an
+    integer piece right after a word is that word's weight (``"阿里巴巴 30,达摩院"``); an integer
+    after no word, or after a word that already has its weight, is an item with no word.
+    """
+    items: List[HotwordItem] = []
+    if one_per_line:
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            fields = line.split()
+            if len(fields) >= 2 and HOTWORD_INTEGER.fullmatch(fields[-1]):
+                items.append(HotwordItem(" ".join(fields[:-1]), fields[-1], number, line))
+            else:
+                items.append(HotwordItem(" ".join(fields), None, number, line))
+        return items
+    weighted = True  # the last item already has its weight (or there is none)
+    for piece in HOTWORD_SEPARATORS.split(text):
+        if not piece:
+            continue
+        if HOTWORD_INTEGER.fullmatch(piece):
+            if weighted:
+                items.append(HotwordItem(None, piece, text=piece))
+            else:
+                last = items[-1]
+                items[-1] = HotwordItem(last.word, piece, text=f"{last.text} {piece}")
+                weighted = True
+        else:
+            items.append(HotwordItem(piece, None, text=piece))
+            weighted = False
+    return items
 
 
 def parse_control_message(text: str) -> ControlMessage:

@@ -26,7 +26,7 @@ from client.inputs import AudioInput, expand_inputs, float_to_pcm16, load_pcm
 from client.output import Cue, cues, join_tokens, render_srt
 from client.protocol_flow import Segment, Transcript
 from models.audio import load_audio_file, pcm16_to_float
-from models.two_pass import PartialText, SegmentText
+from models.live_stream import PartialText, SegmentText
 from server.http_routes import AccessPolicy
 from server.session import SessionLimits
 from server.tls import TlsPolicy, self_signed_pair, server_context

@@ -125,15 +125,6 @@ def test_every_offline_recogniser_is_taken_as_model_dir(model_dir):
     assert check_role(detect_model(model_dir), "--model-dir").model_dir == model_dir
 
 
-def test_the_svs_lang_lists_agree():
-    """The protocol, the client and the model each name SenseVoiceSmall's languages; one list in truth."""
-    from client.config import SVS_LANGUAGES as client_languages
-    from models.sensevoice import LANGUAGES
-    from server.protocol import SVS_LANGUAGES
-
-    assert tuple(SVS_LANGUAGES) == tuple(LANGUAGES) == tuple(client_languages)
-
-
 @pytest.mark.parametrize(
     "written,jieba",
     [('"false"', False), ("false", False), ("0", False), ("1", True), ('"true"', True), ("true", True)],
