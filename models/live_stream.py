@@ -1,6 +1,7 @@
 """Live recognition of one audio stream: the streaming VAD drives an online and an offline pass.
 
-This is the audio side of FunASR's 2pass profile.  Samples arrive in pieces
+This is the audio side of FunASR's 2pass profile (its ``2pass``, ``online``
+and ``offline`` modes; the protocol side is ``server/streaming_session.py``).  Samples arrive in pieces
 of any size; the VAD looks at them in 50 ms steps, as FunASR's runtime does,
 and its segment events decide everything else:
 
@@ -8,9 +9,10 @@ and its segment events decide everything else:
   which the VAD reports a little after the fact) go to the online Paraformer,
   whose new text comes out as :class:`PartialText`; silence is never fed to it;
 * when the VAD closes a segment, the offline Paraformer decodes the whole
-  segment again, the realtime punctuation model punctuates it with the
-  stream's carried sentence, and ITN and timestamps follow: a
-  :class:`SegmentText`, times absolute within the stream;
+  segment again (:meth:`OfflinePipeline.recognize_segment`) and the stream's
+  :class:`SegmentFinisher` punctuates it (the realtime model with the
+  stream's carried sentence, or the offline one), applies ITN and realigns
+  the times: a :class:`SegmentText`, times absolute within the stream;
 * the final call flushes the VAD, closes a still-open segment at the end of
   the audio, marks the last segment (which gets a closing ``。``), and leaves
   the stream ready for a new utterance.
@@ -28,14 +30,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple, Union, cast
+from typing import List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 
-from .audio import resample
 from .model_dir import ModelDirError
 from .offline_pipeline import OfflinePipeline, Transcript
-from .paraformer import NO_OPTIONS, DecodeOptions
+from .paraformer import NO_OPTIONS, AsrResult, DecodeOptions
 from .paraformer_online import OnlineParaformer, OnlineStream
 from .punctuation import PunctuationCache, RealtimePunctuator
 from .sentences import CLOSING_MARKS
@@ -115,8 +116,52 @@ class _RecentAudio:
         return self.end - self.start
 
 
-class TwoPassRecognizer:
+class SegmentFinisher:
+    """One stream's text finisher: a decoded segment → its punctuated, normalised, timed text.
+
+    It owns the stream's punctuation state: with the realtime CT-Transformer
+    (FunASR's 2pass ``vad_realtime`` model) the sentence carried from one
+    segment to the next, and the closing mark of the utterance's last segment;
+    without it the pipeline's offline punctuator, whose text always ends a
+    sentence.  Text the model punctuated itself (SenseVoiceSmall with
+    ``svs_itn``) skips punctuation and ITN and leaves the carried sentence alone.
+    """
+
+    def __init__(self, pipeline: OfflinePipeline, realtime: Optional[RealtimePunctuator] = None, use_itn: bool = True):
+        self.pipeline = pipeline
+        self.realtime = realtime
+        self.use_itn = use_itn
+        self.cache = PunctuationCache()
+
+    def reset(self) -> None:
+        """A new utterance: no sentence carried over."""
+        self.cache = PunctuationCache()
+
+    def retained_size(self) -> int:
+        return len(self.cache.words)
+
+    def finish(self, result: AsrResult, start_ms: int, end_ms: int, last: bool) -> Transcript:
+        """``result``'s times are absolute; ``last``: the utterance's last segment."""
+        if self.realtime is None:
+            transcript = self.pipeline.finish([result], use_itn=self.use_itn)
+        else:
+            punctuate = self._punctuate_last if last else self._punctuate
+            transcript = self.pipeline.finish([result], use_itn=self.use_itn, punctuate=punctuate)
+        transcript.segments = [(start_ms, end_ms)]
+        return transcript
+
+    def _punctuate(self, text: str) -> str:
+        return cast(RealtimePunctuator, self.realtime).punctuate(text, self.cache).text
+
+    def _punctuate_last(self, text: str) -> str:
+        return _close_sentence(self._punctuate(text))
+
+
+class LiveRecognizer:
     """The shared, stateless models of the 2pass profile; :meth:`new_stream` gives per-connection state.
+
+    It serves all three of the profile's modes: a stream may run the online
+    pass, the offline pass, or both.
 
     ``pipeline`` is the offline recogniser (its ITN, and its punctuator when no
     realtime one is given); ``vad`` segments the stream; ``online`` is needed
@@ -154,20 +199,28 @@ class TwoPassRecognizer:
         chunk_size: Sequence[int] = (5, 10, 5),
         use_itn: bool = True,
         options: DecodeOptions = NO_OPTIONS,
-    ) -> "TwoPassStream":
-        return TwoPassStream(self, online, offline, chunk_size, use_itn, options)
+    ) -> "LiveStream":
+        return LiveStream(self, self.new_finisher(use_itn), online, offline, chunk_size, options)
+
+    def new_finisher(self, use_itn: bool = True) -> SegmentFinisher:
+        """A stream's text finisher (its own punctuation state over the shared models)."""
+        return SegmentFinisher(self.pipeline, self.realtime_punctuator, use_itn)
 
 
-class TwoPassStream:
-    """One connection's utterance in progress; not thread-safe (calls must not overlap)."""
+class LiveStream:
+    """One connection's utterance in progress; not thread-safe (calls must not overlap).
+
+    The recogniser builds it (:meth:`LiveRecognizer.new_stream`) with the text
+    finisher its offline passes end with.
+    """
 
     def __init__(
         self,
-        recognizer: TwoPassRecognizer,
+        recognizer: LiveRecognizer,
+        finisher: SegmentFinisher,
         online: bool,
         offline: bool,
         chunk_size: Sequence[int] = (5, 10, 5),
-        use_itn: bool = True,
         options: DecodeOptions = NO_OPTIONS,
     ):
         """``options``: hotwords and SenseVoice settings for every offline pass of the stream."""
@@ -178,8 +231,8 @@ class TwoPassStream:
         self.recognizer = recognizer
         self.run_online = online
         self.run_offline = offline
-        self.use_itn = use_itn
         self.options = options
+        self.finisher = finisher
         self.samples_per_ms = recognizer.sample_rate // 1000
         self._vad_step = VAD_STEP_MS * self.samples_per_ms
         self._vad: VadStream = recognizer.vad.new_stream()
@@ -191,7 +244,7 @@ class TwoPassStream:
         self._vad.reset()
         if self._online is not None:
             self._online.reset()
-        self._punc_cache = PunctuationCache()
+        self.finisher.reset()
         self._segments = 0  # segments closed so far
         self._open_ms: Optional[int] = None  # start of the open segment
         self._online_pos = 0  # next sample (absolute) the online model has not seen
@@ -212,7 +265,7 @@ class TwoPassStream:
     def retained_size(self) -> int:
         """Numbers held between calls (for memory checks); bounded by the VAD's longest segment."""
         online = self._online.retained_size() if self._online is not None else 0
-        return self._audio.size + self._vad.retained_size() + online + len(self._punc_cache.words)
+        return self._audio.size + self._vad.retained_size() + online + self.finisher.retained_size()
 
     def accept(self, waveform: np.ndarray, is_final: bool = False) -> List[StreamEvent]:
         """Feed the next samples (float32 mono at the models' rate); return what they produced, in order.
@@ -299,29 +352,10 @@ class TwoPassStream:
         self._open_ms = None
 
     def _decode(self, index: int, start_ms: int, end_ms: int, last: bool) -> SegmentText:
-        rec = self.recognizer
-        pipeline = rec.pipeline
         per_ms = self.samples_per_ms
         audio = self._audio.slice(start_ms * per_ms, end_ms * per_ms)
-        if pipeline.sample_rate != rec.sample_rate:
-            audio = resample(audio, rec.sample_rate, pipeline.sample_rate)
-        result = pipeline.asr.recognize([audio], self.options)[0].shifted(start_ms)
-        # Without the realtime model the pipeline's offline punctuator runs; its text always
-        # ends a sentence, so it needs no closing mark.  Text the model punctuated itself
-        # (SenseVoiceSmall with svs_itn) skips both and leaves the carried sentence alone.
-        punctuate = self._realtime_punctuate(last) if rec.realtime_punctuator is not None else None
-        transcript = pipeline.finish([result], use_itn=self.use_itn, punctuate=punctuate)
-        transcript.segments = [(start_ms, end_ms)]
-        return SegmentText(index, start_ms, end_ms, transcript, last)
-
-    def _realtime_punctuate(self, last: bool) -> Callable[[str], str]:
-        model, cache = cast(RealtimePunctuator, self.recognizer.realtime_punctuator), self._punc_cache
-
-        def punctuate(text: str) -> str:
-            out = model.punctuate(text, cache).text
-            return _close_sentence(out) if last else out
-
-        return punctuate
+        result = self.recognizer.pipeline.recognize_segment(audio, self.recognizer.sample_rate, start_ms, self.options)
+        return SegmentText(index, start_ms, end_ms, self.finisher.finish(result, start_ms, end_ms, last), last)
 
     def _forget_old_audio(self) -> None:
         keep_from = min(self._vad_pos, self._audio.end - KEEP_BEFORE_MS * self.samples_per_ms)
@@ -340,10 +374,11 @@ def _close_sentence(text: str) -> str:
 
 __all__ = [
     "FINAL_MARK",
+    "LiveRecognizer",
+    "LiveStream",
     "PartialText",
     "SegmentText",
+    "SegmentFinisher",
     "StreamEvent",
-    "TwoPassRecognizer",
-    "TwoPassStream",
     "VAD_STEP_MS",
 ]

@@ -173,6 +173,14 @@ class OfflinePipeline:
         results = self.asr.recognize_features(self.segment_features(waveform, segments, fbank), options)
         return [r.shifted(int(s)) for r, (s, _) in zip(results, segments)]
 
+    def recognize_segment(self, audio: np.ndarray, sample_rate: int, start_ms: int = 0,
+                          options: DecodeOptions = NO_OPTIONS) -> AsrResult:
+        """Decode one segment's audio (mono float32 at ``sample_rate``, resampled to the recogniser's
+        when it differs); times are shifted by ``start_ms``, the segment's place in its stream."""
+        if sample_rate != self.sample_rate:
+            audio = resample(audio, sample_rate, self.sample_rate)
+        return self.asr.recognize([audio], options)[0].shifted(start_ms)
+
     def is_english(self, results: Sequence[AsrResult]) -> bool:
         """Whether punctuation should be ASCII: an English model, or SenseVoice hearing English."""
         if self.english:
@@ -184,8 +192,9 @@ class OfflinePipeline:
                durations: Sequence[int] = ()) -> Transcript:
         """Join segment results, punctuate, normalise and time the text.
 
-        ``punctuate`` overrides the offline punctuator (2pass passes the
-        realtime model with its per-stream cache).  Results the model already
+        ``punctuate`` overrides the offline punctuator (a 2pass stream's
+        :class:`models.live_stream.SegmentFinisher` passes the realtime model
+        with its per-stream cache).  Results the model already
         punctuated (SenseVoiceSmall with ``svs_itn``) skip punctuation and ITN:
         its text is written the way the client asked for.  ``durations`` (ms per
         result) weigh the tags; equal weights without them.

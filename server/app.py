@@ -29,7 +29,7 @@ from .logs import ConnectionLog
 from .metrics import ServerMetrics
 from .offline_session import OfflineSession
 from .port_sharing import PortSorter
-from .recognizer import OfflinePipeline, TwoPassRecognizer
+from .recognizer import LiveRecognizer, OfflinePipeline
 from .session import Session, SessionLimits
 from .streaming_session import StreamingSession
 from .tls import TlsPolicy
@@ -57,7 +57,7 @@ class ServerOptions:
     offline_is_final: bool = False
 
 
-Models = Union[OfflinePipeline, TwoPassRecognizer]
+Models = Union[OfflinePipeline, LiveRecognizer]
 
 
 class AsrServer:
@@ -65,7 +65,7 @@ class AsrServer:
 
     The models decide the profile (protocol §1): an :class:`OfflinePipeline`
     serves the offline profile (every connection offline), a
-    :class:`TwoPassRecognizer` the 2pass profile (``offline``/``online``/``2pass``
+    :class:`LiveRecognizer` the 2pass profile (``offline``/``online``/``2pass``
     chosen per connection).
     """
 
@@ -102,7 +102,7 @@ class AsrServer:
 
     @property
     def profile(self) -> str:
-        return "2pass" if isinstance(self.models, TwoPassRecognizer) else "offline"
+        return "2pass" if isinstance(self.models, LiveRecognizer) else "offline"
 
     @property
     def active_sessions(self) -> int:

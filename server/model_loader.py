@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
 from models.itn import ChineseItn
+from models.live_stream import LiveRecognizer
 from models.model_dir import ModelDirError
 from models.model_kind import DetectedModel, ModelKind, Role, describe_role, detect_model, role_of
 from models.offline_pipeline import OfflinePipeline
@@ -23,7 +24,6 @@ from models.paraformer import OfflineParaformer
 from models.paraformer_online import OnlineParaformer
 from models.punctuation import Punctuator, RealtimePunctuator, open_punctuator
 from models.sensevoice import SenseVoiceSmall
-from models.two_pass import TwoPassRecognizer
 from models.vad import FsmnVadModel
 from models.wfst_config import WfstConfig
 
@@ -256,7 +256,7 @@ def _is_english(found: DetectedModel) -> bool:
     return found.language.lower().startswith("en")
 
 
-def load_two_pass(settings: ServerSettings) -> TwoPassRecognizer:
+def load_two_pass(settings: ServerSettings) -> LiveRecognizer:
     """The 2pass profile: streaming VAD, online Paraformer, offline Paraformer per segment.
 
     Punctuation is the realtime CT-Transformer export (its cache carries an
@@ -274,10 +274,10 @@ def load_two_pass(settings: ServerSettings) -> TwoPassRecognizer:
     realtime = punc if isinstance(punc, RealtimePunctuator) else None
     pipeline = OfflinePipeline(asr=asr, vad=vad, punctuator=None if realtime else punc, itn=itn, english=_is_english(found))
     log.info("online model: %s; models loaded in %.1f s", online.encoder_path, time.perf_counter() - started)
-    return TwoPassRecognizer(pipeline, vad, online, realtime)
+    return LiveRecognizer(pipeline, vad, online, realtime)
 
 
-def load_models(settings: ServerSettings) -> Union[OfflinePipeline, TwoPassRecognizer]:
+def load_models(settings: ServerSettings) -> Union[OfflinePipeline, LiveRecognizer]:
     """The models of the profile the settings ask for."""
     return load_two_pass(settings) if settings.online_model_dir else load_offline_pipeline(settings)
 

@@ -20,15 +20,15 @@ from models.audio import (
     pcm16_to_float,
     resample,
 )
+from models.live_stream import LiveRecognizer, PartialText, SegmentText, StreamEvent
 from models.offline_pipeline import REPORTED_TAGS, OfflinePipeline, Transcript
 from models.paraformer import DecodeOptions
-from models.two_pass import PartialText, SegmentText, StreamEvent, TwoPassRecognizer
 from models.wfst_decoder import WfstContext
 
 __all__ = [
     "AudioDecodeError",
     "OfflinePipeline",  # the two recognisers, for the sessions' types
-    "TwoPassRecognizer",
+    "LiveRecognizer",
     "DecodeLimits",
     "HotwordEmbedding",
     "LiveUtterance",
@@ -50,11 +50,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Models = Union[OfflinePipeline, TwoPassRecognizer]
+Models = Union[OfflinePipeline, LiveRecognizer]
 
 
 def _offline_model(models: Optional[Models]):
-    pipeline = models.pipeline if isinstance(models, TwoPassRecognizer) else models
+    pipeline = models.pipeline if isinstance(models, LiveRecognizer) else models
     return getattr(pipeline, "asr", None)
 
 
@@ -181,7 +181,7 @@ class LiveUtterance:
 
     def __init__(
         self,
-        recognizer: TwoPassRecognizer,
+        recognizer: LiveRecognizer,
         mode: str,
         chunk_size: Sequence[int],
         use_itn: bool,

@@ -34,23 +34,45 @@ The life of an utterance::
 * Messages without a result (that acknowledgement, a hotword warning) carry the
   ``mode`` label of the final result: ``2pass-offline``, ``online`` in the
   online mode.
+
+One utterance's state is one :class:`Utterance` object, in one of the named
+:class:`UtteranceState` states::
+
+    no configuration ──(valid config)──► CONFIGURED ──(first audio frame)──► STREAMING
+                                          ▲    │                          │        │
+                                          │    │ (file in a streaming     │ error  │ end signal
+                                          │    │  mode)                   ▼        ▼
+                                          │    └───────────────────────► FAILED  FINISHING
+                                          │                               │        │ final sent
+                                          └───── (end signal: ack only) ──┘        │
+                                          └────────────────────────────────────────┘
+
+At each end the old object is dropped and a fresh CONFIGURED one (the
+connection's configuration carries over) takes its place; a bad control
+message drops the utterance in progress the same way.  A streaming mode
+without a valid ``chunk_size`` leaves no utterance at all: audio is ignored
+until a valid configuration.  The audio side (VAD, online and offline passes)
+is ``models/live_stream.py``, reached through
+:class:`server.recognizer.LiveUtterance`.
 """
 from __future__ import annotations
 
+import enum
 import logging
 import time
-from typing import Any, Dict, List, Optional, cast
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
 
 from .decoder_pool import JobSkipped
 from .logs import utterance_fields
 from .protocol import ClientConfig, error_message, result_message
 from .recognizer import (
     AudioDecodeError,
+    LiveRecognizer,
     LiveUtterance,
     PartialText,
     SegmentText,
     StreamEvent,
-    TwoPassRecognizer,
     tag_fields,
 )
 from .session import Session
@@ -64,26 +86,53 @@ PCM_ONLY_ERROR = "ERROR. Real-time transcription service ONLY SUPPORT PCM stream
 MIN_PIECE_SECONDS = 0.05
 
 
-class StreamingSession(Session):
-    # the utterance's state (set by _reset_utterance)
-    pending: bytearray
-    pcm_bytes: int
-    min_piece_bytes: int
-    failed: bool
+class UtteranceState(enum.Enum):
+    CONFIGURED = "configured"  # a valid configuration; no audio yet (it may still change)
+    STREAMING = "streaming"  # audio arriving; the configuration is fixed
+    FINISHING = "finishing"  # the end signal came: the last piece is being decoded and answered
+    FAILED = "failed"  # an error was answered: audio is dropped until the end signal
 
+
+@dataclass
+class Utterance:
+    """One utterance on the connection, from its configuration to its answer."""
+
+    config: ClientConfig  # fixed at the first audio frame (STREAMING on)
+    state: UtteranceState = UtteranceState.CONFIGURED
+    live: Optional[LiveUtterance] = None  # the recogniser's side, STREAMING and FINISHING
+    container: Optional[bytearray] = None  # a whole file being received (offline mode)
+    pending: bytearray = field(default_factory=bytearray)  # PCM not yet handed to the recogniser
+    pcm_bytes: int = 0
+    min_piece_bytes: int = 0
+    failure: Optional[str] = None  # FAILED: the error that was sent
+    sentence_started: bool = False  # a delta of the current sentence has been sent
+    started_at: float = 0.0
+
+    @property
+    def in_flight(self) -> bool:
+        return self.state in (UtteranceState.STREAMING, UtteranceState.FINISHING)
+
+
+class StreamingSession(Session):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.recognizer: TwoPassRecognizer = self.models
-        self.configured = False  # a valid configuration has arrived; audio counts from now on
+        self.recognizer: LiveRecognizer = self.models
+        #: None until a valid configuration has arrived (audio is ignored meanwhile).
+        self.utterance: Optional[Utterance] = None
         self.sentence_index = 0  # the reference's ``index``: segments finished on this connection
-        self._reset_utterance()
+
+    @property
+    def configured(self) -> bool:
+        """A valid configuration has arrived: audio counts from now on."""
+        return self.utterance is not None
 
     @property
     def busy(self) -> bool:
-        return self.utterance is not None
+        return self.utterance is not None and self.utterance.in_flight
 
     def served_mode(self) -> str:
-        return self.fixed.mode if self.utterance is not None else self.config.mode
+        utt = self.utterance
+        return utt.config.mode if utt is not None and utt.in_flight else self.config.mode
 
     def reply_label(self, mode: str) -> str:
         return "online" if mode == "online" else "2pass-offline"
@@ -93,51 +142,53 @@ class StreamingSession(Session):
     async def on_text(self, text: str) -> None:
         message = await self.read_control(text)
         if message is None:
-            self._reset_utterance()
+            self._end_utterance()
             return
         if self.config.mode in STREAMING_MODES and self.config.chunk_size is None:
             self.metrics.error("protocol")
-            self.configured = False
             error = (
                 f"mode '{self.config.mode}' needs 'chunk_size' (look-back, chunk, look-ahead in 60 ms frames), "
                 'e.g. "chunk_size": [5, 10, 5]; audio is ignored until it is set'
             )
             await self.send(error_message(error, self.config.wav_name, self.config.mode))
-            self._reset_utterance()
+            self.release_audio()
+            self.utterance = None
             if message.end_of_input:
                 await self.send_end_ack(self.config.mode, self.config.wav_name, error)
             return
-        self.configured = True
+        if self.utterance is None:
+            self.utterance = Utterance(self.config)
         if message.end_of_utterance:
-            await self._finish_utterance(end_ack=message.end_of_input)
+            await self._finish_utterance(self.utterance, end_ack=message.end_of_input)
 
     async def on_audio(self, data: bytes) -> None:
-        if not self.configured or self.failed:
+        utt = self.utterance
+        if utt is None or utt.state in (UtteranceState.FAILED, UtteranceState.FINISHING):
             return
-        if self.utterance is None:
-            if not await self._start_utterance():
+        if utt.state is UtteranceState.CONFIGURED:
+            if not await self._start_utterance(utt):
                 return
-        if self.container is not None:
-            error = self.hold_audio(len(data), len(self.container) + len(data))
+        if utt.container is not None:
+            error = self.hold_audio(len(data), len(utt.container) + len(data))
             if error is not None:
                 await self._fail(error, kind=None)
                 return
-            self.container += data
+            utt.container += data
             return
-        self.pcm_bytes += len(data)
-        if self.pcm_bytes / 2 / self.fixed.audio_fs > self.limits.max_utterance_seconds:
+        utt.pcm_bytes += len(data)
+        if utt.pcm_bytes / 2 / utt.config.audio_fs > self.limits.max_utterance_seconds:
             await self._fail(
                 f"utterance too long: more than {self.limits.max_utterance_seconds:.0f} s of audio before the end signal "
                 f"(--max-utterance-seconds)",
                 kind="too_long",
             )
             return
-        self.pending += data
-        if len(self.pending) >= self.min_piece_bytes:
-            piece, self.pending = self.pending, bytearray()
+        utt.pending += data
+        if len(utt.pending) >= utt.min_piece_bytes and utt.live is not None:
+            piece, utt.pending = utt.pending, bytearray()
             started = time.perf_counter()
             try:
-                events = await self.run_job(cast(LiveUtterance, self.utterance).feed_pcm, piece, False)
+                events = await self.run_job(utt.live.feed_pcm, piece, False)
             except JobSkipped:  # the client has gone
                 return
             except Exception:  # a model failure costs this utterance, not the connection
@@ -145,24 +196,18 @@ class StreamingSession(Session):
                 await self._fail("internal error while decoding this utterance; it was dropped", kind="internal")
                 return
             self.metrics.stage("stream_piece", time.perf_counter() - started)
-            await self._send_events(events, final=False)
+            await self._send_events(utt, events, final=False)
 
     # ------------------------------------------------------------------ utterance
 
-    def _reset_utterance(self) -> None:
+    def _end_utterance(self) -> None:
+        """Drop the utterance; the next one starts CONFIGURED when the connection was configured."""
         self.release_audio()
-        self.utterance: Optional[LiveUtterance] = None
-        self.fixed: ClientConfig = self.config  # the configuration the utterance started with
-        self.container: Optional[bytearray] = None  # a whole file being received (offline mode)
-        self.pending = bytearray()  # PCM not yet handed to the recogniser
-        self.pcm_bytes = 0
-        self.min_piece_bytes = 0
-        self.failed = False  # an error was sent; drop audio until the end signal
-        self.failure: Optional[str] = None  # that error
-        self.sentence_started = False
-        self.started_at = 0.0
+        if self.utterance is not None:
+            self.utterance = Utterance(self.config)
 
-    async def _start_utterance(self) -> bool:
+    async def _start_utterance(self, utt: Utterance) -> bool:
+        """CONFIGURED → STREAMING at the first audio frame, the configuration fixed (or → FAILED)."""
         cfg = ClientConfig(**vars(self.config))
         if cfg.mode in STREAMING_MODES and not cfg.is_pcm:
             await self._fail(
@@ -171,38 +216,40 @@ class StreamingSession(Session):
                 kind="format",
             )
             return False
-        self.fixed = cfg
-        self.utterance = LiveUtterance(
+        utt.config = cfg
+        utt.live = LiveUtterance(
             self.recognizer, cfg.mode, cfg.chunk_size or (5, 10, 5), cfg.itn, cfg.audio_fs, self.decode_options(cfg)
         )
-        self.container = None if cfg.is_pcm else bytearray()
-        self.min_piece_bytes = 2 * max(1, int(cfg.audio_fs * MIN_PIECE_SECONDS))
-        self.started_at = time.perf_counter()
+        utt.container = None if cfg.is_pcm else bytearray()
+        utt.min_piece_bytes = 2 * max(1, int(cfg.audio_fs * MIN_PIECE_SECONDS))
+        utt.started_at = time.perf_counter()
+        utt.state = UtteranceState.STREAMING
         return True
 
-    async def _finish_utterance(self, end_ack: bool = False) -> None:
+    async def _finish_utterance(self, utt: Utterance, end_ack: bool = False) -> None:
         """Flush and answer the utterance (one ``is_final`` message); with ``end_ack``
         (``"is_end": true``) acknowledge the end after that final message."""
-        if self.failed:
-            failure, cfg = self.failure, self.config
-            self._reset_utterance()
+        if utt.state is UtteranceState.FAILED:
+            failure, cfg = utt.failure, self.config
+            self._end_utterance()
             if end_ack:
                 await self.send_end_ack(cfg.mode, cfg.wav_name, failure)
             return
-        utterance = self.utterance
-        cfg = self.fixed if utterance is not None else self.config
+        live = utt.live if utt.state is UtteranceState.STREAMING else None
+        cfg = utt.config if live is not None else self.config
         events: List[StreamEvent] = []
         error: Optional[str] = None
         started = time.perf_counter()
-        if utterance is not None:
+        if live is not None:
+            utt.state = UtteranceState.FINISHING
             try:
-                if self.container is not None:
-                    events = await self.run_job(utterance.feed_file, self.container, self.decode_limits())
+                if utt.container is not None:
+                    events = await self.run_job(live.feed_file, utt.container, self.decode_limits())
                 else:
-                    piece, self.pending = self.pending, bytearray()
-                    events = await self.run_job(utterance.feed_pcm, piece, True)
+                    piece, utt.pending = utt.pending, bytearray()
+                    events = await self.run_job(live.feed_pcm, piece, True)
             except JobSkipped:  # the client has gone: nobody to answer
-                self._reset_utterance()
+                self._end_utterance()
                 return
             except AudioDecodeError as exc:
                 error = str(exc)
@@ -212,44 +259,49 @@ class StreamingSession(Session):
                 error = "internal error while decoding this utterance"
                 self.metrics.error("internal")
             self.metrics.stage("stream_final", time.perf_counter() - started)
-            self.metrics.audio(cfg.mode, utterance.seconds)
-        await self._send_events(events, final=True, cfg=cfg, error=error)
+            self.metrics.audio(cfg.mode, live.seconds)
+        await self._send_events(utt, events, final=True, cfg=cfg, error=error)
         if end_ack:
             await self.send_end_ack(cfg.mode, cfg.wav_name, error)
         self.utterances += 1
-        if utterance is not None:
-            seconds = time.perf_counter() - self.started_at
+        if live is not None:
+            seconds = time.perf_counter() - utt.started_at
             self.log.info(
                 "%s %s: %.2f s audio, %.3f s after the first frame%s",
                 cfg.mode,
                 cfg.wav_name,
-                utterance.seconds,
+                live.seconds,
                 seconds,
                 f", error: {error}" if error else "",
-                extra=utterance_fields(cfg.mode, cfg.wav_name, utterance.seconds, seconds, error),
+                extra=utterance_fields(cfg.mode, cfg.wav_name, live.seconds, seconds, error),
             )
-        self._reset_utterance()
+        self._end_utterance()
 
     async def _fail(self, error: str, text: str = "", kind: Optional[str] = "protocol") -> None:
-        """Answer with an error, drop this utterance's audio until the end signal.
+        """Answer with an error, drop this utterance's audio until the end signal (→ FAILED).
         (``kind`` None: the error was counted where it was found.)"""
         self.log.info("utterance dropped: %s", error)
         if kind is not None:
             self.metrics.error(kind)
-        cfg = self.fixed if self.utterance is not None else self.config
+        utt = self.utterance
+        cfg = utt.config if utt is not None and utt.in_flight else self.config
         await self.send(result_message(cfg.mode, cfg.wav_name, text, is_final=True, error=error))
-        self._reset_utterance()
-        self.failed = True
-        self.failure = error
+        self.release_audio()
+        self.utterance = Utterance(self.config, UtteranceState.FAILED, failure=error)
 
     # ------------------------------------------------------------------ messages out
 
     async def _send_events(
-        self, events: List[StreamEvent], final: bool, cfg: Optional[ClientConfig] = None, error: Optional[str] = None
+        self,
+        utt: Utterance,
+        events: List[StreamEvent],
+        final: bool,
+        cfg: Optional[ClientConfig] = None,
+        error: Optional[str] = None,
     ) -> None:
-        cfg = cfg or self.fixed
+        cfg = cfg or utt.config
         if cfg.mode == "online":
-            await self._send_online(events, final, cfg, error)
+            await self._send_online(utt, events, final, cfg, error)
             return
         segments = [ev for ev in events if isinstance(ev, SegmentText)]
         for seg in segments:
@@ -259,45 +311,49 @@ class StreamingSession(Session):
         for ev in events:
             if isinstance(ev, PartialText):
                 if cfg.mode == "2pass":
-                    await self.send(self._delta_message("2pass-online", ev, cfg))
+                    await self.send(self._delta_message(utt, "2pass-online", ev, cfg))
             else:
-                await self.send(self._segment_message(ev, cfg, is_final=ev is last_segment))
+                await self.send(self._segment_message(utt, ev, cfg, is_final=ev is last_segment))
         if final and last_segment is None:
             extra: Dict[str, Any] = {"error": error} if error else {}
             await self.send(result_message("2pass-offline", cfg.wav_name, "", is_final=True, **extra))
 
-    async def _send_online(self, events: List[StreamEvent], final: bool, cfg: ClientConfig, error: Optional[str]) -> None:
+    async def _send_online(
+        self, utt: Utterance, events: List[StreamEvent], final: bool, cfg: ClientConfig, error: Optional[str]
+    ) -> None:
         partials = [ev for ev in events if isinstance(ev, PartialText)]
         if not final:
             for ev in partials:
-                await self.send(self._delta_message("online", ev, cfg))
+                await self.send(self._delta_message(utt, "online", ev, cfg))
             return
         # the end signal: the tail's text, all in the one final message
         text = "".join(ev.text for ev in partials)
         extra: Dict[str, Any] = {"error": error} if error else {}
         if text:
-            extra.update(self._slice_fields(ends_segment=True))
+            extra.update(self._slice_fields(utt, ends_segment=True))
         await self.send(result_message("online", cfg.wav_name, text, is_final=True, **extra))
 
-    def _slice_fields(self, ends_segment: bool = False) -> Dict[str, Any]:
-        """The reference's ``slice_type`` (0 first text of a sentence, 1 more, 2 finished) and ``index``."""
-        fields = {"slice_type": 1 if self.sentence_started else 0, "index": self.sentence_index}
-        self.sentence_started = True
-        if ends_segment:
+    def _slice_fields(self, utt: Utterance, ends_segment: bool, whole: bool = False) -> Dict[str, Any]:
+        """The reference's ``slice_type`` (0 first text of a sentence, 1 more, 2 a finished segment's
+        offline text) and ``index``: the one place that counts the connection's segments."""
+        slice_type = 2 if whole else (1 if utt.sentence_started else 0)
+        fields = {"slice_type": slice_type, "index": self.sentence_index}
+        ends = ends_segment or whole
+        utt.sentence_started = not ends
+        if ends:
             self.sentence_index += 1
-            self.sentence_started = False
         return fields
 
-    def _delta_message(self, mode: str, ev: PartialText, cfg: ClientConfig) -> str:
+    def _delta_message(self, utt: Utterance, mode: str, ev: PartialText, cfg: ClientConfig) -> str:
         """A delta; ``end_time`` says how far into the utterance (ms) the server had heard when it
         produced the text: live captions can be placed by it, and a client can measure its lag."""
         return result_message(
-            mode, cfg.wav_name, ev.text, is_final=False, end_time=ev.heard_ms, **self._slice_fields(ev.ends_segment)
+            mode, cfg.wav_name, ev.text, is_final=False, end_time=ev.heard_ms, **self._slice_fields(utt, ev.ends_segment)
         )
 
-    def _segment_message(self, ev: SegmentText, cfg: ClientConfig, is_final: bool) -> str:
+    def _segment_message(self, utt: Utterance, ev: SegmentText, cfg: ClientConfig, is_final: bool) -> str:
         t = ev.transcript
-        msg = result_message(
+        return result_message(
             "2pass-offline",
             cfg.wav_name,
             t.text,
@@ -306,11 +362,6 @@ class StreamingSession(Session):
             sentences=[s.to_json() for s in t.sentences] if t.sentences is not None else None,
             start_time=ev.start_ms,
             end_time=ev.end_ms,
-            slice_type=2,
-            index=self.sentence_index,
+            **self._slice_fields(utt, ends_segment=True, whole=True),
             **tag_fields(t),
         )
-        self.sentence_index += 1
-        self.sentence_started = False
-        return msg
-

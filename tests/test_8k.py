@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from models.audio import load_audio_file, resample
+from models.live_stream import LiveRecognizer
 from models.offline_pipeline import OfflinePipeline
 from models.paraformer import OfflineParaformer
-from models.two_pass import TwoPassRecognizer
 from models.vad import FsmnVadModel
 from tests.paths import ASR_8K_DIR, AUDIO, GOLDEN, VAD_DIR
 
@@ -77,7 +77,7 @@ def test_sixteen_khz_input_is_brought_down_to_the_model_rate(pipeline):
 def test_two_pass_decodes_segments_at_the_offline_model_rate(vad):
     """2pass streams run at the VAD's 16 kHz; each closed segment is resampled for the 8 kHz model."""
     pipe = OfflinePipeline(asr=OfflineParaformer(ASR_8K_DIR), vad=vad)
-    recognizer = TwoPassRecognizer(pipe, vad)
+    recognizer = LiveRecognizer(pipe, vad)
     assert recognizer.sample_rate == 16000
     audio16 = load_audio_file(AUDIO / "long02_vad_30s_48k.wav", 16000)
     stream = recognizer.new_stream(online=False, offline=True, use_itn=False)

@@ -31,8 +31,8 @@ from typing import Dict, List, Tuple
 import pytest
 from websockets.sync.client import connect
 
+from models.live_stream import LiveRecognizer
 from models.model_dir import ModelDirError
-from models.two_pass import TwoPassRecognizer
 from models.wfst_decoder import WfstDecoder
 from server.cli import PROG, PROG_2PASS, build_parser, log_no_effect_flags, settings_from_args, tls_policy
 from server.hotwords import parse_hotword_file
@@ -187,7 +187,7 @@ def test_the_scripts_command_lines_load_every_model_they_name(guide, hub, caplog
         models = load_models(settings)
     assert hub.probes == 0, "every id is served from the earlier download, without asking the hub"
     two_pass = script == "run_server_2pass.sh"
-    assert isinstance(models, TwoPassRecognizer) == two_pass
+    assert isinstance(models, LiveRecognizer) == two_pass
     pipeline = models.pipeline if two_pass else models
     assert isinstance(pipeline.asr.lm, WfstDecoder)
     assert pipeline.asr.lm.directory == guide.expected_dir(script, dirs, "--lm-dir")

@@ -20,7 +20,7 @@ import pytest
 from websockets.sync.client import connect
 
 from models.audio import pcm16_to_float, resample
-from models.two_pass import FINAL_MARK, PartialText, SegmentText
+from models.live_stream import FINAL_MARK, PartialText, SegmentText
 from server.session import SessionLimits
 from server.streaming_session import PCM_ONLY_ERROR, StreamingSession
 from tests.harness import ServerThread, fixture_settings_2pass

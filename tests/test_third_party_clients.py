@@ -34,7 +34,7 @@ import websockets
 from websockets.sync.client import connect
 
 from models.audio import load_audio_file, pcm16_to_float, resample
-from models.two_pass import PartialText, SegmentText
+from models.live_stream import PartialText, SegmentText
 from server.http_routes import AccessPolicy
 from server.tls import TlsPolicy, self_signed_pair, server_context
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass

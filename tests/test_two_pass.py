@@ -1,4 +1,4 @@
-"""The 2pass stream (models/two_pass.py): VAD-driven online and offline passes over live audio.
+"""The 2pass stream (models/live_stream.py): VAD-driven online and offline passes over live audio.
 
 Each property is checked against the parts it is built from, run independently:
 the streaming VAD fed 50 ms steps, the offline Paraformer on the segment's samples,
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from models.audio import load_audio_file
+from models.live_stream import FINAL_MARK, LiveStream, PartialText, SegmentText
 from models.punctuation import PunctuationCache, RealtimePunctuator
-from models.two_pass import FINAL_MARK, PartialText, SegmentText, TwoPassStream
 from models.vad import events_to_segments
 from server.model_loader import load_two_pass
 from tests.harness import fixture_settings_2pass
@@ -34,7 +34,7 @@ def waves():
     return {n: load_audio_file(AUDIO / n) for n in names}
 
 
-def run(stream: TwoPassStream, wave: np.ndarray, piece: int = 9600) -> List[Tuple[int, object]]:
+def run(stream: LiveStream, wave: np.ndarray, piece: int = 9600) -> List[Tuple[int, object]]:
     """Feed ``wave`` in pieces, then a bare final call; each event with the samples fed when it came."""
     out = []
     for i in range(0, wave.size, piece):
