@@ -37,7 +37,7 @@ Pure functions on strings; no model or LM is needed.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple, TypeVar
+from typing import Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 #: Words the C++ text builders skip (``PostProcess`` and ``Vector2StringV2`` step 1).
 SKIPPED_WORDS = frozenset({"<s>", "</s>", "<unk>"})
@@ -105,75 +105,66 @@ def split_lm_words(words: Sequence[str]) -> List[str]:
     return units
 
 
-def lm_words(units: Sequence[str], spans: Optional[Sequence[Tuple[T, T]]] = None) -> Tuple[List[str], List[Tuple[T, T]]]:
-    """The words :func:`post_process` writes (special words skipped, ``@@`` pieces glued) with their spans.
+def _glued(units: Sequence[str]) -> Iterator[Tuple[int, int, str]]:
+    """``(first, last, word)`` for each item the C++ text functions write, in order.
 
-    These are what the offline pipeline joins, punctuates and times; ``" ".join``-ing
-    them the way :func:`post_process` does gives its text.
+    ``<s>``/``</s>``/``<unk>`` are skipped; ``xx@@`` pieces are glued to what
+    follows (``first`` is the first piece's index), and a ``lo@@`` before a
+    Chinese character or at the end keeps ``lo`` and a space.  Both
+    ``PostProcess`` and ``Vector2StringV2`` do exactly this before their own
+    spacing rules.
     """
-    items: List[str] = []
-    post_process(units, spans, items)
-    return items, (post_process(units, spans)[1] if spans is not None else [])
-
-
-def post_process(units: Sequence[str], spans: Optional[Sequence[Tuple[T, T]]] = None,
-                 items: Optional[List[str]] = None) -> Tuple[str, List[Tuple[T, T]]]:
-    """``PostProcess`` of util.cpp: the timestamp path's text and the stamps of its items.
-
-    ``spans`` are the units' intervals (any unit: ms or seconds), one per unit, as
-    :func:`models.cif_timestamps.timestamp_onnx_spans` gives them; without ``spans`` only the text is built and
-    the returned list is empty.  Rules: ``<s>``/``</s>``/``<unk>`` are skipped with their interval; ``xx@@``
-    pieces are glued to what follows and the glued word spans from the first piece's start to its last piece's
-    end; a Chinese character (:func:`is_chinese_word`) is written as is; any other item is preceded by a space
-    when the item before it was not Chinese.
-    """
-    if spans is not None and len(spans) < len(units):
-        raise ValueError(f"{len(spans)} spans for {len(units)} units")
-    out: List[str] = []
-    merged: List[Tuple[T, T]] = []
-    is_pre_english = False
-    is_combining = False
     combine = ""
-    begin = None  # the C++ uses -1.0 as "unset"; no real stamp is -1 s
+    first: Optional[int] = None
     last = len(units) - 1
     for i, word in enumerate(units):
         if word in SKIPPED_WORDS:
             continue
         if "@@" in word:
-            if i == last or is_chinese_word(units[i + 1]):
-                # "lo@@" before a Chinese character (or at the end) keeps "lo" and a space.
-                word = word[:-2] + " "
-                if is_combining:
-                    word = combine + word
-                    combine = ""
-                    is_combining = False
-            else:
+            if i != last and not is_chinese_word(units[i + 1]):
                 combine += word[:-2]
-                if not is_combining and spans is not None:
-                    begin = spans[i][0]
-                is_combining = True
+                first = i if first is None else first
                 continue
-        elif is_combining:
-            word = combine + word
-            combine = ""
-            is_combining = False
+            word = word[:-2] + " "
+        yield (i if first is None else first), i, combine + word
+        combine, first = "", None
 
-        if items is not None:
-            items.append(word.strip())
-        if is_chinese_word(word):
-            out.append(word)
-            if spans is not None:
-                merged.append((spans[i][0], spans[i][1]))
-            is_pre_english = False
-        else:
-            if is_pre_english:
-                out.append(" ")
-            out.append(word)
-            if spans is not None:
-                merged.append((spans[i][0] if begin is None else begin, spans[i][1]))
-            begin = None
-            is_pre_english = True
-    return "".join(out), merged
+
+def lm_words(units: Sequence[str], spans: Optional[Sequence[Tuple[T, T]]] = None) -> Tuple[List[str], List[Tuple[T, T]]]:
+    """The words :func:`post_process` writes (special words skipped, ``@@`` pieces glued) with their spans.
+
+    These are what the offline pipeline joins, punctuates and times; joining them
+    the way :func:`post_process` does gives its text.
+    """
+    if spans is not None and len(spans) < len(units):
+        raise ValueError(f"{len(spans)} spans for {len(units)} units")
+    words: List[str] = []
+    merged: List[Tuple[T, T]] = []
+    for first, last, word in _glued(units):
+        words.append(word.strip())
+        if spans is not None:
+            merged.append((spans[first][0], spans[last][1]))
+    return words, merged
+
+
+def post_process(units: Sequence[str], spans: Optional[Sequence[Tuple[T, T]]] = None) -> Tuple[str, List[Tuple[T, T]]]:
+    """``PostProcess`` of util.cpp: the timestamp path's text and the stamps of its items.
+
+    ``spans`` are the units' intervals (any unit: ms or seconds), one per unit, as
+    :func:`models.cif_timestamps.timestamp_onnx_spans` gives them; without ``spans`` only the text is built and
+    the returned list is empty.  Rules: the items of :func:`_glued` (a glued word spans from its first piece's
+    start to its last piece's end); a Chinese character (:func:`is_chinese_word`) is written as is; any other
+    item is preceded by a space when the item before it was not Chinese.
+    """
+    out: List[str] = []
+    is_pre_english = False
+    for _, _, word in _glued(units):
+        english = not is_chinese_word(word)
+        if english and is_pre_english:
+            out.append(" ")
+        out.append(word)
+        is_pre_english = english
+    return "".join(out), lm_words(units, spans)[1] if spans is not None else []
 
 
 def lm_stamp_text(units: Sequence[str]) -> str:
@@ -196,28 +187,7 @@ def lm_plain_text(words: Sequence[str]) -> str:
     out: List[str] = []
     is_pre_english = False
     pre_english_len = 0
-    is_combining = False
-    combine = ""
-    last = len(words) - 1
-    for i, word in enumerate(words):
-        if word in SKIPPED_WORDS:
-            continue
-        if "@@" in word:
-            if i == last or is_chinese_word(words[i + 1]):
-                word = word[:-2] + " "
-                if is_combining:
-                    word = combine + word
-                    combine = ""
-                    is_combining = False
-            else:
-                combine += word[:-2]
-                is_combining = True
-                continue
-        elif is_combining:
-            word = combine + word
-            combine = ""
-            is_combining = False
-
+    for _, _, word in _glued(words):
         if is_chinese_word(word):
             out.append(word)
             is_pre_english = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import wave
 from pathlib import Path
-from typing import List, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -68,3 +68,33 @@ class Hub:
     def _probe(self, timeout: float = 5.0) -> bool:
         self.probes += 1
         return False
+
+
+def encode_audio(wave: np.ndarray, fmt: str, codec: str, rate: int = 16000, out_rate: Optional[int] = None,
+                 layout: str = "mono", bit_rate: int = 0) -> bytes:
+    """A file made with PyAV's encoders, in memory: ``wave`` is float32 ``[channels, samples]`` at ``rate``,
+    resampled to ``out_rate`` (default ``rate``) in the codec's own frame size and sample format."""
+    import io
+
+    import av
+
+    out_rate = out_rate or rate
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=out_rate, layout=layout)
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        sample_format = stream.codec_context.codec.audio_formats[0].name
+        frame_size = stream.codec_context.frame_size or 1024
+        whole = av.AudioFrame.from_ndarray(wave, format="fltp", layout=layout)
+        whole.sample_rate = rate
+        chunker = av.AudioResampler(format=sample_format, layout=layout, rate=out_rate, frame_size=frame_size)
+        pts = 0
+        for frame in chunker.resample(whole) + chunker.resample(None):
+            frame.pts = pts
+            pts += frame.samples
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()

@@ -34,6 +34,7 @@ from models.audio import (
     decode_container,
     load_audio_file,
 )
+from tests.helpers import encode_audio
 from tests.paths import AUDIO
 
 # ---------------------------------------------------------------------- helpers
@@ -60,25 +61,8 @@ def tone(seconds: float, rate: int, channels: int = 1, freq: float = 440.0) -> n
 
 def encode(fmt: str, codec: str, rate: int = 16000, layout: str = "mono", seconds: float = 2.0, bit_rate: int = 0) -> bytes:
     """An audio file made with PyAV's encoders, held in memory."""
-    buf = io.BytesIO()
-    with av.open(buf, "w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=rate, layout=layout)
-        if bit_rate:
-            stream.bit_rate = bit_rate
-        sample_format = stream.codec_context.codec.audio_formats[0].name
-        frame_size = stream.codec_context.frame_size or 1024
-        whole = av.AudioFrame.from_ndarray(tone(seconds, rate, 2 if layout == "stereo" else 1), format="fltp", layout=layout)
-        whole.sample_rate = rate
-        chunker = av.AudioResampler(format=sample_format, layout=layout, rate=rate, frame_size=frame_size)
-        pts = 0
-        for frame in chunker.resample(whole) + chunker.resample(None):
-            frame.pts = pts
-            pts += frame.samples
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return buf.getvalue()
+    return encode_audio(tone(seconds, rate, 2 if layout == "stereo" else 1), fmt, codec, rate, layout=layout,
+                        bit_rate=bit_rate)
 
 
 def one_packet_mkv(rate: int, samples: int) -> bytes:

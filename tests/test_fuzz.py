@@ -53,7 +53,6 @@ its minimal action list.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import os
@@ -68,7 +67,6 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-import av
 import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -76,7 +74,7 @@ from websockets.sync.client import connect
 
 from server.session import SessionLimits
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
-from tests.helpers import wav_pcm
+from tests.helpers import encode_audio, wav_pcm
 from tests.paths import ASR_CONTEXTUAL_DIR, ASR_SEACO_DIR, AUDIO
 from tests.test_server_robustness import wait_until
 
@@ -132,24 +130,8 @@ SPEECH_1S = np.frombuffer(PCM[: 2 * 16000], "<i2").astype(np.float32) / 32768.0
 def encode(fmt: str, codec: str, wave_: np.ndarray = SPEECH_1S, rate: int = 16000, out_rate: int = 16000,
            layout: str = "mono") -> bytes:
     """A file made with PyAV's encoders, in memory."""
-    buf = io.BytesIO()
     channels = 2 if layout == "stereo" else 1
-    with av.open(buf, "w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=out_rate, layout=layout)
-        sample_format = stream.codec_context.codec.audio_formats[0].name
-        frame_size = stream.codec_context.frame_size or 1024
-        whole = av.AudioFrame.from_ndarray(np.tile(wave_.astype(np.float32), (channels, 1)), format="fltp", layout=layout)
-        whole.sample_rate = rate
-        chunker = av.AudioResampler(format=sample_format, layout=layout, rate=out_rate, frame_size=frame_size)
-        pts = 0
-        for frame in chunker.resample(whole) + chunker.resample(None):
-            frame.pts = pts
-            pts += frame.samples
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return buf.getvalue()
+    return encode_audio(np.tile(wave_.astype(np.float32), (channels, 1)), fmt, codec, rate, out_rate, layout)
 
 
 def wav_bytes(samples: np.ndarray, rate: int = 16000, channels: int = 1) -> bytes:
