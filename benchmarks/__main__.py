@@ -16,7 +16,7 @@ same command measures trained or untrained models alike.  Sections:
   (:mod:`benchmarks.lm_cost`).
 
 Every figure comes from the clients' clocks against the server running as its
-own process (``python -m server``), exactly as users start it.
+own process (``python -m funasr_wss.server``), exactly as users start it.
 """
 from __future__ import annotations
 

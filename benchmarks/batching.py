@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.offline_capacity import CLIPS  # noqa: E402
 from benchmarks.server_process import ASR  # noqa: E402
-from models.audio import load_audio_file  # noqa: E402
-from models.onnx_session import RuntimeOptions  # noqa: E402
-from models.paraformer import OfflineParaformer  # noqa: E402
+from funasr_wss.models.audio import load_audio_file  # noqa: E402
+from funasr_wss.models.onnx_session import RuntimeOptions  # noqa: E402
+from funasr_wss.models.paraformer import OfflineParaformer  # noqa: E402
 
 
 def segments() -> List[np.ndarray]:

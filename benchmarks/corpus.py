@@ -31,7 +31,7 @@ def offline_files(paths: Optional[Sequence[Path]] = None) -> List[Path]:
 
 def load(paths: Sequence[Path]) -> List[np.ndarray]:
     """Each file decoded to 16 kHz mono float32 (any format PyAV reads)."""
-    from models.audio import load_audio_file
+    from funasr_wss.models.audio import load_audio_file
 
     return [load_audio_file(Path(p), SAMPLE_RATE) for p in paths]
 

@@ -59,7 +59,7 @@ def pick_hotwords(decoder, count: int = HOTWORDS, weight: int = HOTWORD_WEIGHT) 
     Deterministic (lexicon order), so every run biases the same words.  CJK
     words first, as Mandarin users give them; others only to make up the count.
     """
-    from models.bias_lm import spell_hotword
+    from funasr_wss.models.bias_lm import spell_hotword
 
     spelt = [w for w in decoder.lexicon if len(w) >= 2 and "<" not in w
              and spell_hotword(w, decoder.lexicon, decoder.token_ids)[1] is None]
@@ -94,13 +94,13 @@ def in_process(model_root: Path, quantize: bool, lm_dir: Path, files: Optional[S
     The segments and features are the offline pipeline's own (its VAD, the
     shared fbank), so each search sees what the server's would.
     """
-    from models.batching import pad_features
-    from models.ngram_lm import load_lm_dir
-    from models.offline_pipeline import OfflinePipeline
-    from models.onnx_session import RuntimeOptions
-    from models.paraformer import OfflineParaformer
-    from models.vad import FsmnVadModel
-    from models.wfst_decoder import WfstConfig, WfstDecoder
+    from funasr_wss.models.batching import pad_features
+    from funasr_wss.models.ngram_lm import load_lm_dir
+    from funasr_wss.models.offline_pipeline import OfflinePipeline
+    from funasr_wss.models.onnx_session import RuntimeOptions
+    from funasr_wss.models.paraformer import OfflineParaformer
+    from funasr_wss.models.vad import FsmnVadModel
+    from funasr_wss.models.wfst_decoder import WfstConfig, WfstDecoder
 
     one = RuntimeOptions(intra_op_threads=1)  # as the server's decoder threads
     asr = OfflineParaformer(Path(model_root) / ASR, quantize, one)

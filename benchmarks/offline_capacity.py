@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.server_process import rss_mib, running_server  # noqa: E402
-from models.audio import load_audio_file  # noqa: E402
+from funasr_wss.models.audio import load_audio_file  # noqa: E402
 
 #: Every fixture clip of 3 s or more that has speech, resampled to 16 kHz.
 CLIPS = [

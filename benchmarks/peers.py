@@ -91,8 +91,8 @@ class _Recorder:
 
 def record_model_calls(model_root: Path, quantize: bool, waves: Sequence[np.ndarray]) -> List[List[Call]]:
     """Our offline pipeline on each waveform, once (no ITN); every onnxruntime call it made, per file."""
-    from server.model_loader import load_offline_pipeline
-    from server.settings import ServerSettings
+    from funasr_wss.server.model_loader import load_offline_pipeline
+    from funasr_wss.server.settings import ServerSettings
 
     settings = ServerSettings(model_dir=str(model_root / ASR), vad_dir=str(model_root / VAD), punc_dir=str(model_root / PUNC),
                               quantize=quantize, vad_quant=quantize, punc_quant=quantize, model_thread_num=1)

@@ -46,7 +46,7 @@ def server_command(model_root: Path, profile: str, quantize: bool, decoder_threa
     """
     model_root = Path(model_root).resolve()  # the server runs from the project root
     q = "true" if quantize else "false"
-    cmd = [sys.executable, "-m", "server", "--listen-ip", "127.0.0.1", "--port", str(port),
+    cmd = [sys.executable, "-m", "funasr_wss.server", "--listen-ip", "127.0.0.1", "--port", str(port),
            "--model-dir", str(model_root / ASR), "--vad-dir", str(model_root / VAD),
            "--quantize", q, "--vad-quant", q, "--punc-quant", q,
            "--decoder-thread-num", str(decoder_threads), "--log-level", "WARNING",

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.server_process import rss_mib, running_server  # noqa: E402
-from models.audio import load_audio_file  # noqa: E402
+from funasr_wss.models.audio import load_audio_file  # noqa: E402
 
 KINDS = ["offline", "2pass", "online_abort", "tls_offline", "bad_json", "open_close", "health"]
 WARMUP = 500

@@ -46,9 +46,9 @@ from benchmarks.server_process import ASR, ONLINE, PUNC_REALTIME, VAD, rss_mib, 
 
 def last_segment_decode_seconds(model_root: Path, quantize: bool, waveform: np.ndarray, runs: int = 5) -> Dict[str, float]:
     """The offline pass alone on the utterance's last VAD segment (ASR + realtime punctuation + ITN)."""
-    from models.punctuation import PunctuationCache
-    from server.model_loader import load_two_pass
-    from server.settings import ServerSettings
+    from funasr_wss.models.punctuation import PunctuationCache
+    from funasr_wss.server.model_loader import load_two_pass
+    from funasr_wss.server.settings import ServerSettings
 
     settings = ServerSettings(
         model_dir=str(model_root / ASR), online_model_dir=str(model_root / ONLINE), vad_dir=str(model_root / VAD),

@@ -1,4 +1,4 @@
-"""``python -m client``: the same as the ``funasr-wss-client`` console script."""
+"""``python -m funasr_wss.client``: the same as the ``funasr-wss-client`` console script."""
 import sys
 
 from .cli import main

@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import IO, List, Optional, Sequence
 
-from server.protocol import DEFAULT_CHUNK_SIZE, DEFAULT_MODE, MODES, SVS_LANGUAGES
+from funasr_wss.server.protocol import DEFAULT_CHUNK_SIZE, DEFAULT_MODE, MODES, SVS_LANGUAGES
 
 from .batch import FileResult, run_batch
 from .config import (

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
-from server import protocol
-from server.protocol import DEFAULT_MODE, MODES
+from funasr_wss.server import protocol
+from funasr_wss.server.protocol import DEFAULT_MODE, MODES
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 10096

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from server.protocol import parse_hotword_text
+from funasr_wss.server.protocol import parse_hotword_text
 
 from .errors import ClientError
 

@@ -146,7 +146,7 @@ def load_pcm(item: AudioInput, pcm_rate: int = TARGET_RATE) -> Pcm:
             raise ClientError(f"cannot read the file: {exc.strerror or exc}") from None
         return Pcm(data[: len(data) // 2 * 2], pcm_rate)
     # imported here: PyAV and NumPy are only needed once there is audio to decode
-    from models.audio import AudioDecodeError, load_audio_file
+    from funasr_wss.models.audio import AudioDecodeError, load_audio_file
 
     try:
         waveform = load_audio_file(path, TARGET_RATE)

@@ -20,9 +20,6 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, cast
 
-from models.model_dir import ModelDirError
-from models.onnx_session import DeviceUnavailableError
-
 from . import logs
 from .app import MIB, AsrServer, ServerOptions
 from .decoder_pool import DecoderPool
@@ -473,7 +470,7 @@ def _page_urls(policy: TlsPolicy, host: str, port: int) -> str:
 
 async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = None) -> None:
     """Open the port, load the models (``/health`` says 503 meanwhile), serve until SIGTERM/SIGINT, drain."""
-    from .model_loader import load_models
+    from .model_loader import LOAD_ERRORS, load_models
 
     log_env_vars(settings)
     log_no_effect_flags(settings)
@@ -519,7 +516,7 @@ async def run_server(settings: ServerSettings, ready: Optional[asyncio.Event] = 
         stopping.cancel()
         try:
             models = loading.result()
-        except (ModelDirError, DeviceUnavailableError) as exc:
+        except LOAD_ERRORS as exc:
             raise CliError(str(exc)) from None
         await _check_server_hotwords(models, server_hotwords)
         server.set_models(models)

@@ -14,8 +14,8 @@ import socket
 from pathlib import Path
 from typing import Iterable, Optional
 
-from models.itn import FST_FILES
-from models.model_dir import ModelDirError
+from funasr_wss.models.itn import FST_FILES
+from funasr_wss.models.model_dir import ModelDirError
 
 log = logging.getLogger(__name__)
 

@@ -12,20 +12,20 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Type, Union
 
-from models.itn import ChineseItn
-from models.live_stream import LiveRecognizer
-from models.model_dir import ModelDirError
-from models.model_kind import DetectedModel, ModelKind, Role, describe_role, detect_model, role_of
-from models.offline_pipeline import OfflinePipeline
-from models.onnx_session import DeviceUnavailableError, RuntimeOptions
-from models.paraformer import OfflineParaformer
-from models.paraformer_online import OnlineParaformer
-from models.punctuation import Punctuator, RealtimePunctuator, open_punctuator
-from models.sensevoice import SenseVoiceSmall
-from models.vad import FsmnVadModel
-from models.wfst_config import WfstConfig
+from funasr_wss.models.itn import ChineseItn
+from funasr_wss.models.live_stream import LiveRecognizer
+from funasr_wss.models.model_dir import ModelDirError
+from funasr_wss.models.model_kind import DetectedModel, ModelKind, Role, describe_role, detect_model, role_of
+from funasr_wss.models.offline_pipeline import OfflinePipeline
+from funasr_wss.models.onnx_session import DeviceUnavailableError, RuntimeOptions
+from funasr_wss.models.paraformer import OfflineParaformer
+from funasr_wss.models.paraformer_online import OnlineParaformer
+from funasr_wss.models.punctuation import Punctuator, RealtimePunctuator, open_punctuator
+from funasr_wss.models.sensevoice import SenseVoiceSmall
+from funasr_wss.models.vad import FsmnVadModel
+from funasr_wss.models.wfst_config import WfstConfig
 
 from .model_dirs import ITN_FILES, resolve_model_dir
 from .settings import DEFAULT_LM_REVISION, ServerSettings
@@ -159,8 +159,8 @@ def wfst_config(settings: ServerSettings):
 def _attach_lm(asr, lm_dir: Path, settings: ServerSettings) -> None:
     """Load the graph once and hand it to the offline recogniser (shared by every connection and thread)."""
     try:
-        from models.ngram_lm import load_lm_dir
-        from models.wfst_decoder import WfstDecoder
+        from funasr_wss.models.ngram_lm import load_lm_dir
+        from funasr_wss.models.wfst_decoder import WfstDecoder
     except ImportError as exc:  # numba is what the search needs beyond the core dependencies
         _lm_unavailable(settings, ModelDirError(f"WFST decoding cannot be loaded ({exc}; pip install numba)"))
         return
@@ -277,11 +277,16 @@ def load_two_pass(settings: ServerSettings) -> LiveRecognizer:
     return LiveRecognizer(pipeline, vad, online, realtime)
 
 
+#: What load_models raises when the models cannot be had (a directory that is missing or incomplete, a
+#: download that failed, a device that is not there): a message for the user, not a crash.
+LOAD_ERRORS: Tuple[Type[Exception], ...] = (ModelDirError, DeviceUnavailableError)
+
+
 def load_models(settings: ServerSettings) -> Union[OfflinePipeline, LiveRecognizer]:
     """The models of the profile the settings ask for."""
     return load_two_pass(settings) if settings.online_model_dir else load_offline_pipeline(settings)
 
 
 __all__ = [
-    "check_role", "load_models", "load_offline_pipeline", "load_two_pass", "DeviceUnavailableError", "ModelDirError",
+    "LOAD_ERRORS", "check_role", "load_models", "load_offline_pipeline", "load_two_pass", "DeviceUnavailableError", "ModelDirError",
 ]

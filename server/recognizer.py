@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from models.audio import (
+from funasr_wss.models.audio import (
     DEFAULT_MAX_DECODE_SECONDS,
     AudioDecodeError,
     StreamResampler,
@@ -20,10 +20,10 @@ from models.audio import (
     pcm16_to_float,
     resample,
 )
-from models.live_stream import LiveRecognizer, PartialText, SegmentText, StreamEvent
-from models.offline_pipeline import REPORTED_TAGS, OfflinePipeline, Transcript
-from models.paraformer import DecodeOptions
-from models.wfst_decoder import WfstContext
+from funasr_wss.models.live_stream import LiveRecognizer, PartialText, SegmentText, StreamEvent
+from funasr_wss.models.offline_pipeline import REPORTED_TAGS, OfflinePipeline, Transcript
+from funasr_wss.models.paraformer import DecodeOptions
+from funasr_wss.models.wfst_decoder import WfstContext
 
 __all__ = [
     "AudioDecodeError",

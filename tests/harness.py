@@ -5,13 +5,13 @@ import asyncio
 import threading
 from typing import Optional
 
-from server.app import AsrServer, ServerOptions
-from server.decoder_pool import DecoderPool
-from server.http_routes import AccessPolicy
-from server.model_loader import load_models
-from server.session import SessionLimits
-from server.settings import ServerSettings
-from server.tls import TlsPolicy
+from funasr_wss.server.app import AsrServer, ServerOptions
+from funasr_wss.server.decoder_pool import DecoderPool
+from funasr_wss.server.http_routes import AccessPolicy
+from funasr_wss.server.model_loader import load_models
+from funasr_wss.server.session import SessionLimits
+from funasr_wss.server.settings import ServerSettings
+from funasr_wss.server.tls import TlsPolicy
 from tests.paths import ASR_ONLINE_DIR, ASR_TIMESTAMP_DIR, PUNC_DIR, PUNC_REALTIME_DIR, VAD_DIR
 
 

@@ -14,8 +14,8 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
-import server.model_dirs as model_dir_module
-from models.audio import load_audio_file
+import funasr_wss.server.model_dirs as model_dir_module
+from funasr_wss.models.audio import load_audio_file
 from tests.paths import AUDIO
 
 #: The clip most tests send (16 kHz mono int16).

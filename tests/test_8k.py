@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from models.audio import load_audio_file, resample
-from models.live_stream import LiveRecognizer
-from models.offline_pipeline import OfflinePipeline
-from models.paraformer import OfflineParaformer
-from models.vad import FsmnVadModel
+from funasr_wss.models.audio import load_audio_file, resample
+from funasr_wss.models.live_stream import LiveRecognizer
+from funasr_wss.models.offline_pipeline import OfflinePipeline
+from funasr_wss.models.paraformer import OfflineParaformer
+from funasr_wss.models.vad import FsmnVadModel
 from tests.paths import ASR_8K_DIR, AUDIO, GOLDEN, VAD_DIR
 
 GOLD = json.loads((GOLDEN / "asr_8k.json").read_text("utf-8"))

@@ -24,8 +24,8 @@ import av
 import numpy as np
 import pytest
 
-import models.audio as audio
-from models.audio import (
+import funasr_wss.models.audio as audio
+from funasr_wss.models.audio import (
     AudioDecodeCancelled,
     AudioDecodeError,
     AudioDecodeTimeout,
@@ -263,7 +263,7 @@ def test_no_protocol_is_allowed_even_when_a_playlist_demuxer_runs(tmp_path, monk
 _SUBPROCESS = r"""
 import json, resource, struct, sys, time
 import numpy as np
-from models.audio import AudioDecodeError, decode_container
+from funasr_wss.models.audio import AudioDecodeError, decode_container
 sys.path.insert(0, sys.argv[1])
 from test_audio_hardening import wav_bytes
 cases = {

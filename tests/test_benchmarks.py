@@ -12,7 +12,7 @@ import pytest
 from benchmarks import corpus, lm_cost, report
 from benchmarks.load import offline_clients, stream_clients
 from benchmarks.server_process import server_command
-from server.session import SessionLimits
+from funasr_wss.server.session import SessionLimits
 from tests.harness import ServerThread, fixture_settings
 from tests.paths import AUDIO, LM_DIR, MODELS
 
@@ -94,7 +94,7 @@ def test_servers_under_test_run_without_the_lm_unless_given_one():
 
 def test_lm_search_cost_in_process_on_the_fixtures():
     """The lm section's in-process half: graph figures and search ÷ Paraformer per VAD segment."""
-    from models.ngram_lm import load_lm_dir
+    from funasr_wss.models.ngram_lm import load_lm_dir
 
     r = lm_cost.in_process(MODELS, False, LM_DIR, SHORT, repeat=2, log=lambda line: None)
     g, lm = r["graph"], load_lm_dir(LM_DIR)

@@ -12,18 +12,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import List
+from pathlib import Path
+from typing import Dict, List, Optional
 
 import pytest
 from websockets.sync.client import connect
 
-from server.cli import PROG_2PASS, CliError, settings_from_args
-from server.settings import DEFAULT_LM_MODEL, DEFAULT_ONLINE_MODEL, DEFAULT_PUNC_MODEL, DEFAULT_REALTIME_PUNC_MODEL
+from funasr_wss.server.cli import PROG_2PASS, CliError, settings_from_args
+from funasr_wss.server.settings import (
+    DEFAULT_LM_MODEL,
+    DEFAULT_ONLINE_MODEL,
+    DEFAULT_PUNC_MODEL,
+    DEFAULT_REALTIME_PUNC_MODEL,
+)
 from tests.helpers import fixture_pcm, free_port
 from tests.paths import ASR_ONLINE_DIR, ASR_TIMESTAMP_DIR, PUNC_DIR, PUNC_REALTIME_DIR, VAD_DIR
 
-SERVER_CMD = [sys.executable, "-m", "server"]
-SERVER_2PASS_CMD = [sys.executable, "-c", "import sys; from server.cli import main_2pass; sys.exit(main_2pass())"]
+SERVER_CMD = [sys.executable, "-m", "funasr_wss.server"]
+SERVER_2PASS_CMD = [sys.executable, "-c", "import sys; from funasr_wss.server.cli import main_2pass; sys.exit(main_2pass())"]
 
 
 def test_defaults_follow_the_reference():
@@ -114,18 +120,21 @@ NO_HUB = dict(os.environ, MODELSCOPE_DOMAIN="127.0.0.1:9")
 
 
 @contextlib.contextmanager
-def server_process(cmd: List[str], port: int, own_port_flags: bool = False):
+def server_process(cmd: List[str], port: int, own_port_flags: bool = False, env: Optional[Dict[str, str]] = None,
+                   cwd: Optional[Path] = None):
     """A server subprocess on ``port``; yields once it accepts connections, killed if still alive after.
 
     Unless ``cmd`` says otherwise, its self-signed certificate goes to a temporary directory.
-    ``own_port_flags``: ``cmd`` is a complete command line (with its own --port), run as it is."""
+    ``own_port_flags``: ``cmd`` is a complete command line (with its own --port), run as it is.
+    ``env`` (default: this process's, with the hub unreachable) and ``cwd``: the subprocess's."""
     certs = tempfile.TemporaryDirectory()
     if own_port_flags:
         extra = []
     else:
         extra = [] if "--certfile" in cmd or "--self-signed-dir" in cmd else ["--self-signed-dir", certs.name]
         extra += ["--listen-ip", "127.0.0.1", "--port", str(port), "--decoder-thread-num", "2"]
-    proc = subprocess.Popen(cmd + extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=NO_HUB)
+    proc = subprocess.Popen(cmd + extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=NO_HUB if env is None else env, cwd=cwd)
     try:
         _wait_until_healthy(port, proc)
         yield proc
@@ -186,7 +195,7 @@ def test_missing_model_file_is_named(tmp_path):
 
 def test_earlier_download_is_reused_offline(tmp_path):
     """A model already in --download-model-dir starts without the hub."""
-    from server.model_dirs import resolve_model_dir
+    from funasr_wss.server.model_dirs import resolve_model_dir
 
     target = tmp_path / "iic" / "speech_fsmn_vad_zh-cn-16k-common-onnx"
     shutil.copytree(VAD_DIR, target)
@@ -251,7 +260,7 @@ def test_admission_flags():
 
 
 def test_tls_settings_become_a_policy(tmp_path):
-    from server.cli import tls_policy
+    from funasr_wss.server.cli import tls_policy
 
     default = settings_from_args(["--self-signed-dir", str(tmp_path / "tls")])
     assert not default.plain_only and not default.tls_only
@@ -307,13 +316,13 @@ def test_the_scripts_blank_keyfile_with_certfile_0_is_plain_ws():
 
 def _split_pair(tmp_path):
     """A certificate file without its key, and the key on its own."""
-    from server.tls import self_signed_pair
+    from funasr_wss.server.tls import self_signed_pair
 
     return self_signed_pair(tmp_path / "tls")
 
 
 def test_a_certificate_without_its_key_says_what_to_do(tmp_path):
-    from server.cli import tls_policy
+    from funasr_wss.server.cli import tls_policy
 
     cert, key = _split_pair(tmp_path)
     with pytest.raises(CliError) as err:
@@ -328,7 +337,7 @@ def test_a_certificate_without_its_key_says_what_to_do(tmp_path):
 
 
 def test_a_certificate_given_as_the_keyfile_says_so(tmp_path):
-    from server.cli import tls_policy
+    from funasr_wss.server.cli import tls_policy
 
     cert, _ = _split_pair(tmp_path)
     with pytest.raises(CliError) as err:

@@ -19,17 +19,17 @@ from typing import Callable, Dict, List, Optional
 
 from websockets.sync.server import serve
 
-from client.batch import FileResult
-from client.cli import main
-from client.hotwords import hotword_message
-from client.inputs import AudioInput, expand_inputs, float_to_pcm16, load_pcm
-from client.output import Cue, cues, join_tokens, render_srt
-from client.protocol_flow import Segment, Transcript
-from models.audio import load_audio_file, pcm16_to_float
-from models.live_stream import PartialText, SegmentText
-from server.http_routes import AccessPolicy
-from server.session import SessionLimits
-from server.tls import TlsPolicy, self_signed_pair, server_context
+from funasr_wss.client.batch import FileResult
+from funasr_wss.client.cli import main
+from funasr_wss.client.hotwords import hotword_message
+from funasr_wss.client.inputs import AudioInput, expand_inputs, float_to_pcm16, load_pcm
+from funasr_wss.client.output import Cue, cues, join_tokens, render_srt
+from funasr_wss.client.protocol_flow import Segment, Transcript
+from funasr_wss.models.audio import load_audio_file, pcm16_to_float
+from funasr_wss.models.live_stream import PartialText, SegmentText
+from funasr_wss.server.http_routes import AccessPolicy
+from funasr_wss.server.session import SessionLimits
+from funasr_wss.server.tls import TlsPolicy, self_signed_pair, server_context
 from tests.harness import ServerThread, fixture_settings
 from tests.helpers import free_port
 from tests.paths import AUDIO
@@ -492,7 +492,7 @@ def test_configuration_and_strides_follow_funasr_client(tmp_path):
 
 
 def test_sensevoice_fields_go_out_and_its_tags_come_back():
-    from models.paraformer import DecodeOptions
+    from funasr_wss.models.paraformer import DecodeOptions
     from tests.harness import ServerThread, fixture_settings
     from tests.paths import SENSEVOICE_DIR
 

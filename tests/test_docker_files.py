@@ -26,8 +26,8 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 import yaml
 
-from server.cli import PROG, PROG_2PASS, settings_from_args
-from server.settings import ServerSettings
+from funasr_wss.server.cli import PROG, PROG_2PASS, settings_from_args
+from funasr_wss.server.settings import ServerSettings
 from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -415,11 +415,11 @@ def test_dockerignore_keeps_what_the_builds_copy_and_drops_the_rest():
                 if "--from" not in ins.args:
                     copied.update(w.rstrip("/") for w in words[:-1])
     assert copied >= {"pyproject.toml", "README.md", "models", "server", "client"}
-    # every package pip would install is in the build context (a missing one leaves a dead console script)
-    found = re.search(r"\[tool\.setuptools\.packages\.find\]\s*include\s*=\s*\[([^\]]*)\]",
-                      (ROOT / "pyproject.toml").read_text("utf-8"))
-    assert found, "pyproject.toml lists its packages in [tool.setuptools.packages.find] include"
-    packages = {p.strip().strip('"').rstrip("*") for p in found.group(1).split(",") if p.strip()}
+    # every folder pip would install is in the build context (a missing one leaves a dead console script)
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]
+    packages = {setuptools["package-dir"][name] for name in setuptools["packages"]}
     assert packages and packages <= copied, packages - copied
     for path in copied:
         assert (ROOT / path).exists(), f"COPY {path}: no such file"

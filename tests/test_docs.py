@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from server.cli import PROG, PROG_2PASS, build_parser
+from funasr_wss.server.cli import PROG, PROG_2PASS, build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

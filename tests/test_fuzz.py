@@ -72,7 +72,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from server.session import SessionLimits
+from funasr_wss.server.session import SessionLimits
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
 from tests.helpers import encode_audio, wav_pcm
 from tests.paths import ASR_CONTEXTUAL_DIR, ASR_SEACO_DIR, AUDIO

@@ -31,14 +31,14 @@ from typing import Dict, List, Tuple
 import pytest
 from websockets.sync.client import connect
 
-from models.live_stream import LiveRecognizer
-from models.model_dir import ModelDirError
-from models.wfst_decoder import WfstDecoder
-from server.cli import PROG, PROG_2PASS, build_parser, log_no_effect_flags, settings_from_args, tls_policy
-from server.hotwords import parse_hotword_file
-from server.model_dirs import ITN_FILES, resolve_model_dir
-from server.model_loader import load_models
-from server.tls import self_signed_pair
+from funasr_wss.models.live_stream import LiveRecognizer
+from funasr_wss.models.model_dir import ModelDirError
+from funasr_wss.models.wfst_decoder import WfstDecoder
+from funasr_wss.server.cli import PROG, PROG_2PASS, build_parser, log_no_effect_flags, settings_from_args, tls_policy
+from funasr_wss.server.hotwords import parse_hotword_file
+from funasr_wss.server.model_dirs import ITN_FILES, resolve_model_dir
+from funasr_wss.server.model_loader import load_models
+from funasr_wss.server.tls import self_signed_pair
 from tests.helpers import fixture_pcm, free_port
 from tests.paths import (
     ASR_ONLINE_DIR,
@@ -83,7 +83,7 @@ def itn_package_fsts() -> Tuple[Path, Path]:
     """The Chinese ITN tagger and verbalizer that the installed ITN package ships: the one models.itn loads
     its default grammar from first. WeTextProcessing's ``itn`` names them as FunASR's fst_itn_zh does;
     ``wetext`` keeps them as ``fsts/zh/itn/{tagger,verbalizer}.fst``."""
-    from models.itn import ChineseItn
+    from funasr_wss.models.itn import ChineseItn
 
     ChineseItn()  # loads the default grammar, so the package models.itn uses is imported
     layouts = {

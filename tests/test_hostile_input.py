@@ -25,11 +25,11 @@ from websockets.frames import Frame, Opcode
 from websockets.sync.client import connect
 
 from benchmarks.server_process import ROOT, free_port, rss_mib, running_server
-from server import logs, protocol
-from server.decoder_pool import DecoderPool, JobSkipped
-from server.http_routes import AccessPolicy
-from server.receive_queue import ByteBoundedAssembler
-from server.session import SessionLimits
+from funasr_wss.server import logs, protocol
+from funasr_wss.server.decoder_pool import DecoderPool, JobSkipped
+from funasr_wss.server.http_routes import AccessPolicy
+from funasr_wss.server.receive_queue import ByteBoundedAssembler
+from funasr_wss.server.session import SessionLimits
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
 from tests.helpers import fixture_pcm
 from tests.paths import MODELS
@@ -41,14 +41,14 @@ MIB = 1 << 20
 
 @pytest.fixture(scope="module")
 def models():
-    from server.model_loader import load_models
+    from funasr_wss.server.model_loader import load_models
 
     return load_models(fixture_settings())
 
 
 @pytest.fixture(scope="module")
 def models_2pass():
-    from server.model_loader import load_models
+    from funasr_wss.server.model_loader import load_models
 
     return load_models(fixture_settings_2pass())
 
@@ -109,7 +109,7 @@ def test_the_text_limit_counts_bytes_and_has_a_flag(models):
 def test_large_text_messages_are_parsed_off_the_event_loop(models, monkeypatch):
     """A 24 MiB hotword list froze /health and every client for 7 s.  The size cap bounds the work;
     what remains above 16 KiB (configuration and hotwords alike) is parsed in a worker thread."""
-    import server.session as session_module
+    import funasr_wss.server.session as session_module
 
     threads = []
     for name in ("parse_control_message", "parse_client_hotwords"):
@@ -166,7 +166,7 @@ def test_a_number_out_of_range_is_not_echoed_whole(field):
 
 
 def test_a_bad_hotword_weight_is_not_echoed_whole():
-    from server.hotwords import parse_client_hotwords, warning_text
+    from funasr_wss.server.hotwords import parse_client_hotwords, warning_text
 
     words, dropped = parse_client_hotwords(json.dumps({f"词{i}": int("9" * 4000) for i in range(30)}, ensure_ascii=False))
     assert words == {} and len(warning_text(dropped, kept=0)) < 3000
@@ -415,15 +415,15 @@ def test_a_skipped_job_raises_and_never_runs():
 SLOW_SERVER = textwrap.dedent(
     """
     import sys, time
-    import server.recognizer as recognizer
+    import funasr_wss.server.recognizer as recognizer
     real = recognizer.transcribe_utterance
     def slow(*args, **kwargs):
         time.sleep(60)  # a job that outlives any grace period
         return real(*args, **kwargs)
     recognizer.transcribe_utterance = slow
-    import server.offline_session as offline_session
+    import funasr_wss.server.offline_session as offline_session
     offline_session.transcribe_utterance = slow
-    from server.cli import main
+    from funasr_wss.server.cli import main
     sys.exit(main(sys.argv[1:]))
     """
 )

@@ -17,17 +17,17 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from models.audio import load_audio_file
-from models.hotword_embedding import (
+from funasr_wss.models.audio import load_audio_file
+from funasr_wss.models.hotword_embedding import (
     MAX_HOTWORD_TOKENS,
     HotwordEmbedder,
     load_seg_dict,
     select_last_states,
     tokenize_hotwords,
 )
-from models.model_dir import ModelDirError
-from models.paraformer import NO_OPTIONS, DecodeOptions, OfflineParaformer
-from models.tokens import is_cjk_char, load_token_list
+from funasr_wss.models.model_dir import ModelDirError
+from funasr_wss.models.paraformer import NO_OPTIONS, DecodeOptions, OfflineParaformer
+from funasr_wss.models.tokens import is_cjk_char, load_token_list
 from tests.paths import ASR_CONTEXTUAL_DIR, ASR_PLAIN_DIR, ASR_SEACO_DIR, AUDIO, GOLDEN
 
 GOLD = json.loads((GOLDEN / "hotwords.json").read_text("utf-8"))

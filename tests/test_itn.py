@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-import models.itn as itn_module
-from models.itn import FST_FILES, ChineseItn, ItnError, reorder_tokens
+import funasr_wss.models.itn as itn_module
+from funasr_wss.models.itn import FST_FILES, ChineseItn, ItnError, reorder_tokens
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = json.loads((GOLDEN / "itn_zh.json").read_text(encoding="utf-8"))["cases"]
@@ -235,8 +235,8 @@ def test_english_text_goes_through_the_english_grammar_in_the_pipeline():
     """The English model's (and SenseVoice-English) text: English ITN; Chinese text: the Chinese grammar."""
     from types import SimpleNamespace
 
-    from models.offline_pipeline import OfflinePipeline
-    from models.paraformer import AsrResult
+    from funasr_wss.models.offline_pipeline import OfflinePipeline
+    from funasr_wss.models.paraformer import AsrResult
 
     itn = ChineseItn()
     assert itn.has_english

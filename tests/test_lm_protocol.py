@@ -15,8 +15,8 @@ from typing import List, Optional
 import pytest
 from websockets.sync.client import connect
 
-from models.lm_text import lm_words, split_lm_words
-from models.tokens import join_words
+from funasr_wss.models.lm_text import lm_words, split_lm_words
+from funasr_wss.models.tokens import join_words
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
 from tests.helpers import wav_pcm
 from tests.paths import LM_DIR, LM_GOLDEN
@@ -88,7 +88,7 @@ def test_the_servers_vad_cuts_the_golden_segments(lm_server):
     """The precondition of every comparison here: the same segments as the C++ decode was given."""
     profile, server = lm_server
     pipeline = server.models if profile == "offline" else server.models.pipeline
-    from models.audio import pcm16_to_float
+    from funasr_wss.models.audio import pcm16_to_float
 
     for clip in CLIPS:
         segments = pipeline.speech_segments(pcm16_to_float(wav_pcm(clip)))
@@ -135,7 +135,7 @@ def _check_timestamps(server: ServerThread) -> None:
 
 def test_lm_dir_none_gives_todays_text(greedy_server):
     """Without an LM: the greedy decode, exactly what the pipeline gives by itself."""
-    from models.audio import pcm16_to_float
+    from funasr_wss.models.audio import pcm16_to_float
 
     assert greedy_server.models.asr.lm is None
     for clip in ("zh01_asr_example_zh.wav", "en02_libri_1089-134686-0001.wav"):
@@ -166,7 +166,7 @@ def test_the_server_hotword_file_reaches_the_lm(tmp_path):
     clip = "zh01_asr_example_zh.wav"
     path = tmp_path / "hotwords.txt"
     path.write_text("肝斜 20\n", encoding="utf-8")
-    from server.hotwords import parse_hotword_file
+    from funasr_wss.server.hotwords import parse_hotword_file
 
     with ServerThread(lm_settings("offline"), server_hotwords=parse_hotword_file(path)) as server:
         assert offline_answer(server, wav_pcm(clip))["text"] == golden_text(clip, "hw_one")

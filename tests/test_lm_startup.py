@@ -18,14 +18,14 @@ from typing import List
 import pytest
 from websockets.sync.client import connect
 
-from models.audio import pcm16_to_float
-from models.fst_file import read_fst
-from models.model_dir import ModelDirError
-from models.tokens import Vocabulary
-from models.wfst_decoder import WfstDecoder
-from server.cli import PROG_2PASS, CliError, settings_from_args
-from server.model_loader import load_models
-from server.settings import DEFAULT_LM_MODEL, ServerSettings
+from funasr_wss.models.audio import pcm16_to_float
+from funasr_wss.models.fst_file import read_fst
+from funasr_wss.models.model_dir import ModelDirError
+from funasr_wss.models.tokens import Vocabulary
+from funasr_wss.models.wfst_decoder import WfstDecoder
+from funasr_wss.server.cli import PROG_2PASS, CliError, settings_from_args
+from funasr_wss.server.model_loader import load_models
+from funasr_wss.server.settings import DEFAULT_LM_MODEL, ServerSettings
 from tests.harness import ServerThread, fixture_settings
 from tests.helpers import fixture_pcm, free_port
 from tests.paths import (
@@ -112,7 +112,7 @@ def test_another_revision_is_asked_of_the_hub_and_the_earlier_download_serves_wh
 def test_the_default_lm_of_another_vocabulary_is_not_used(tmp_path, hub, caplog, monkeypatch):
     """The default LM on a model it was not built for (FunASR's 8 kHz model has its own LM) warns, not stops."""
     shutil.copytree(LM_DIR, tmp_path / "downloads" / DEFAULT_LM_MODEL)
-    import server.model_loader as loader
+    import funasr_wss.server.model_loader as loader
 
     real = loader.open_recognizer
 
@@ -243,7 +243,7 @@ def test_sensevoice_and_the_english_model_never_use_the_lm(tmp_path, hub, caplog
 @pytest.mark.parametrize("model_dir", [ASR_TIMESTAMP_DIR, ASR_PLAIN_DIR, ASR_CONTEXTUAL_DIR, ASR_SEACO_DIR],
                          ids=lambda d: d.name)
 def test_the_fixture_lm_attaches_to_the_offline_paraformer(tmp_path, hub, caplog, monkeypatch, prog, model_dir):
-    import models.ngram_lm as ngram_lm
+    import funasr_wss.models.ngram_lm as ngram_lm
 
     loads = []
     real = ngram_lm.load_lm_dir

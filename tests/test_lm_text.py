@@ -15,9 +15,9 @@ import json
 import numpy as np
 import pytest
 
-from models.audio import load_audio_file
-from models.batching import pad_features
-from models.cif_timestamps import (
+from funasr_wss.models.audio import load_audio_file
+from funasr_wss.models.batching import pad_features
+from funasr_wss.models.cif_timestamps import (
     TimestampMismatch,
     alpha_fire_positions,
     cif_token_spans,
@@ -27,8 +27,15 @@ from models.cif_timestamps import (
     timestamp_onnx_positions,
     timestamp_onnx_spans,
 )
-from models.lm_text import is_chinese_word, lm_plain_text, lm_stamp_text, post_process, split_chi_eng, split_lm_words
-from models.paraformer import UPSAMPLE, OfflineParaformer
+from funasr_wss.models.lm_text import (
+    is_chinese_word,
+    lm_plain_text,
+    lm_stamp_text,
+    post_process,
+    split_chi_eng,
+    split_lm_words,
+)
+from funasr_wss.models.paraformer import UPSAMPLE, OfflineParaformer
 from tests.paths import ASR_TIMESTAMP_DIR, AUDIO, LM_GOLDEN
 
 # A copy of shared/fixtures/lm/golden.json; a missing file fails here (collection error), it never skips.

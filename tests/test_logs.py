@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import logging
 
-from server.logs import ConnectionLog, JsonFormatter, TextFormatter, utterance_fields
+from funasr_wss.server.logs import ConnectionLog, JsonFormatter, TextFormatter, utterance_fields
 
 
 def record_of(call) -> logging.LogRecord:
@@ -87,7 +87,7 @@ def _hotword_connections(caplog, skip=()):
 
 
 def test_each_unusable_hotword_is_logged_once(caplog, monkeypatch):
-    from server import session
+    from funasr_wss.server import session
 
     monkeypatch.setattr(session, "_LOGGED_SERVER_LM_PROBLEMS", set())  # as in a fresh server process
     first, second = _hotword_connections(caplog)
@@ -166,7 +166,7 @@ def test_probe_records_above_info_pass():
     from websockets.datastructures import Headers
     from websockets.http11 import Request
 
-    from server.http_routes import QuietProbes
+    from funasr_wss.server.http_routes import QuietProbes
 
     probe = SimpleNamespace(request=Request("/health?x=1", Headers()))
     handshake = SimpleNamespace(request=Request("/health", Headers({"Connection": "Upgrade", "Upgrade": "websocket"})))

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
-from models.audio import load_audio_file, pcm16_to_float, resample
-from models.model_dir import ModelDirError
-from models.paraformer import DecodeOptions
-from server.model_loader import load_models
+from funasr_wss.models.audio import load_audio_file, pcm16_to_float, resample
+from funasr_wss.models.model_dir import ModelDirError
+from funasr_wss.models.paraformer import DecodeOptions
+from funasr_wss.server.model_loader import load_models
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
 from tests.helpers import pcm_of
 from tests.paths import (

@@ -5,9 +5,9 @@ import shutil
 
 import pytest
 
-from models.model_dir import ModelDirError
-from models.model_kind import ModelKind, detect_model
-from server.model_loader import check_role
+from funasr_wss.models.model_dir import ModelDirError
+from funasr_wss.models.model_kind import ModelKind, detect_model
+from funasr_wss.server.model_loader import check_role
 from tests.paths import (
     ASR_8K_DIR,
     ASR_CONTEXTUAL_DIR,
@@ -131,7 +131,7 @@ def test_every_offline_recogniser_is_taken_as_model_dir(model_dir):
 )
 def test_seg_jieba_is_read_one_way_by_detection_and_by_the_punctuator(tmp_path, written, jieba):
     """``seg_jieba`` in config.yaml: the model's features and the punctuator's splitting agree on every spelling."""
-    from models.punctuation import seg_jieba_flag, wants_jieba
+    from funasr_wss.models.punctuation import seg_jieba_flag, wants_jieba
 
     punc = tmp_path / "punc"
     shutil.copytree(PUNC_DIR, punc)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import yaml
 
-from models.fst_file import FST_MAGIC, Fst, FstFormatError, read_fst
-from models.model_dir import ModelDirError
-from models.ngram_lm import LM_FILES, NgramLm, load_lexicon, load_lm_dir, load_words, parse_token_list_fast
+from funasr_wss.models.fst_file import FST_MAGIC, Fst, FstFormatError, read_fst
+from funasr_wss.models.model_dir import ModelDirError
+from funasr_wss.models.ngram_lm import LM_FILES, NgramLm, load_lexicon, load_lm_dir, load_words, parse_token_list_fast
 from tests.paths import LM_DIR
 
 TLG = LM_DIR / "TLG.fst"

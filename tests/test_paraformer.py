@@ -7,10 +7,10 @@ import random
 import numpy as np
 import pytest
 
-from models.audio import load_audio_file
-from models.cif_timestamps import TimestampMismatch, cif_token_spans
-from models.paraformer import OfflineParaformer
-from models.tokens import join_words, tokens_to_words
+from funasr_wss.models.audio import load_audio_file
+from funasr_wss.models.cif_timestamps import TimestampMismatch, cif_token_spans
+from funasr_wss.models.paraformer import OfflineParaformer
+from funasr_wss.models.tokens import join_words, tokens_to_words
 from tests.paths import ASR_PLAIN_DIR, ASR_TIMESTAMP_DIR, AUDIO, GOLDEN, audio_clips
 
 GOLD = json.loads((GOLDEN / "asr.json").read_text("utf-8"))

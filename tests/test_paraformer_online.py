@@ -12,8 +12,8 @@ from typing import Dict, List, Sequence
 import numpy as np
 import pytest
 
-from models.audio import load_audio_file
-from models.paraformer_online import OnlineParaformer, OnlineResult, OnlineStream
+from funasr_wss.models.audio import load_audio_file
+from funasr_wss.models.paraformer_online import OnlineParaformer, OnlineResult, OnlineStream
 from tests.paths import ASR_ONLINE_DIR, GOLDEN, audio_clips
 
 

@@ -6,13 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from models.audio import load_audio_file
-from models.itn import ChineseItn, ItnError
-from models.offline_pipeline import OfflinePipeline, words_to_unit_spans
-from models.paraformer import AsrResult, OfflineParaformer
-from models.punctuation import Punctuator
-from models.sentences import realign_spans, sentence_pieces, split_units, timed_units
-from models.vad import FsmnVadModel
+from funasr_wss.models.audio import load_audio_file
+from funasr_wss.models.itn import ChineseItn, ItnError
+from funasr_wss.models.offline_pipeline import OfflinePipeline, words_to_unit_spans
+from funasr_wss.models.paraformer import AsrResult, OfflineParaformer
+from funasr_wss.models.punctuation import Punctuator
+from funasr_wss.models.sentences import realign_spans, sentence_pieces, split_units, timed_units
+from funasr_wss.models.vad import FsmnVadModel
 from tests.paths import ASR_PLAIN_DIR, ASR_TIMESTAMP_DIR, AUDIO, GOLDEN, PUNC_DIR, VAD_DIR
 
 

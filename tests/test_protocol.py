@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from server.hotwords import (
+from funasr_wss.server.hotwords import (
     MAX_WORDS,
     ClientHotwordsUnreadable,
     HotwordError,
@@ -14,7 +14,7 @@ from server.hotwords import (
     parse_hotword_file,
     warning_text,
 )
-from server.protocol import (
+from funasr_wss.server.protocol import (
     ClientConfig,
     ProtocolError,
     apply_fields,

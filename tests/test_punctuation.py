@@ -16,8 +16,8 @@ from typing import List, Tuple
 import numpy as np
 import pytest
 
-from models.model_dir import ModelDirError
-from models.punctuation import (
+from funasr_wss.models.model_dir import ModelDirError
+from funasr_wss.models.punctuation import (
     DEFAULT_WINDOW,
     PunctuationCache,
     PunctuationResult,
@@ -401,7 +401,7 @@ def test_missing_files_and_jieba_dir(tmp_path: Path) -> None:
 
 def test_tokens_json_must_be_a_non_empty_list_of_strings(tmp_path: Path) -> None:
     """One loader (models.tokens.load_token_list) for every model's tokens.json, with one check."""
-    from models.tokens import load_token_list
+    from funasr_wss.models.tokens import load_token_list
 
     assert load_token_list(PUNC_DIR)[:1]
     with pytest.raises(ModelDirError, match="missing tokens.json"):

@@ -25,9 +25,9 @@ import pytest
 jieba = pytest.importorskip("jieba")
 from jieba import finalseg  # noqa: E402
 
-import models.punctuation as punctuation  # noqa: E402
-from models.model_dir import ModelDirError  # noqa: E402
-from models.punctuation import (  # noqa: E402
+import funasr_wss.models.punctuation as punctuation  # noqa: E402
+from funasr_wss.models.model_dir import ModelDirError  # noqa: E402
+from funasr_wss.models.punctuation import (  # noqa: E402
     ASCII_MARKS,
     DEFAULT_WINDOW,
     JiebaWordSplitter,

@@ -10,9 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-from models.audio import load_audio_file
-from models.paraformer import NO_OPTIONS, AsrResult, DecodeOptions
-from models.sensevoice import (
+from funasr_wss.models.audio import load_audio_file
+from funasr_wss.models.paraformer import NO_OPTIONS, AsrResult, DecodeOptions
+from funasr_wss.models.sensevoice import (
     LANGUAGES,
     SenseVoiceSmall,
     ctc_greedy_ids,
@@ -320,7 +320,7 @@ def test_a_failing_segment_gives_an_empty_result_and_a_warning(spy, caplog):
     bad_frames = spy.features(waveforms[1]).shape[0]
     # Fail any call that contains the second clip (the batch, then its retry alone).
     spy.session.fail_when = lambda feed: bad_frames in feed["speech_lengths"].tolist()
-    with caplog.at_level(logging.WARNING, logger="models.sensevoice"):
+    with caplog.at_level(logging.WARNING, logger="funasr_wss.models.sensevoice"):
         results = spy.recognize(waveforms, NO_OPTIONS)
     assert results[1].token_ids == [] and results[1].text == ""
     assert results[0].token_ids == CLIPS[names[0]][1]["token_ids"]

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
-from models.audio import pcm16_to_float, resample
-from models.live_stream import FINAL_MARK, PartialText, SegmentText
-from server.session import SessionLimits
-from server.streaming_session import PCM_ONLY_ERROR, StreamingSession
+from funasr_wss.models.audio import pcm16_to_float, resample
+from funasr_wss.models.live_stream import FINAL_MARK, PartialText, SegmentText
+from funasr_wss.server.session import SessionLimits
+from funasr_wss.server.streaming_session import PCM_ONLY_ERROR, StreamingSession
 from tests.harness import ServerThread, fixture_settings_2pass
 from tests.helpers import pcm_of
 from tests.paths import ASR_PLAIN_DIR, AUDIO, PUNC_DIR, audio_clips
@@ -455,7 +455,7 @@ def test_comma_joined_hotwords_of_funasr_client_2026_02_are_read_as_words(two_pa
 
 
 def _session(send, **kwargs) -> StreamingSession:
-    from server.metrics import ServerMetrics
+    from funasr_wss.server.metrics import ServerMetrics
 
     return StreamingSession(None, None, send, metrics=ServerMetrics(), conn_id="c9", **kwargs)
 
@@ -493,7 +493,7 @@ def test_a_hotword_warning_is_logged_counted_and_sent_once(caplog):
     session = _session(send, server_hotwords={"魔搭": 5})
     config = {**CONFIG, "mode": "2pass", "wav_name": "hw", "itn": False,
               "hotwords": '{"阿里巴巴": -1, "一二三四五六七八九十一": 20, "达摩院": 30}'}
-    with caplog.at_level(logging.INFO, logger="server.session"):
+    with caplog.at_level(logging.INFO, logger="funasr_wss.server.session"):
         asyncio.run(session.on_text(json.dumps(config, ensure_ascii=False)))
     assert len(sent) == 1
     # labelled like the final results of the mode: FunASR's Python client (until 2026-07) ends its offline
@@ -545,7 +545,7 @@ def test_2pass_with_a_plain_paraformer_and_offline_punctuation():
 
 
 def test_a_model_failure_costs_the_utterance_not_the_connection(two_pass_server, monkeypatch):
-    from server import recognizer
+    from funasr_wss.server import recognizer
 
     pcm = pcm_of("zh01_asr_example_zh.wav")
     original = recognizer.LiveUtterance.feed_pcm

@@ -11,7 +11,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from server.http_routes import AccessPolicy
+from funasr_wss.server.http_routes import AccessPolicy
 from tests.harness import ServerThread, fixture_settings
 from tests.helpers import fixture_pcm
 
@@ -37,7 +37,7 @@ def transcribe(ws, audio: bytes, name: str = "a") -> dict:
 
 @pytest.fixture(scope="module")
 def models():
-    from server.model_loader import load_models
+    from funasr_wss.server.model_loader import load_models
 
     return load_models(fixture_settings())
 

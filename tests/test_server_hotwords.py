@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
-from models.audio import pcm16_to_float
-from models.paraformer import DecodeOptions
-from server import recognizer as bridge
+from funasr_wss.models.audio import pcm16_to_float
+from funasr_wss.models.paraformer import DecodeOptions
+from funasr_wss.server import recognizer as bridge
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
 from tests.helpers import pcm_of
 from tests.paths import ASR_CONTEXTUAL_DIR, ASR_SEACO_DIR
@@ -126,7 +126,7 @@ def test_the_server_hotword_file_applies_to_every_connection(tmp_path):
     model_dir = ASR_CONTEXTUAL_DIR
     hotword_file = tmp_path / "hotwords.txt"
     hotword_file.write_text("".join(f"{w} 20\n" for w in WORDS), encoding="utf-8")
-    from server.hotwords import parse_hotword_file
+    from funasr_wss.server.hotwords import parse_hotword_file
 
     with hotword_server(model_dir) as plain_server:
         pcm = pcm_of(CLIP[model_dir])
@@ -175,8 +175,8 @@ def test_unusable_words_of_the_server_list_are_logged_at_start_up(caplog):
     import asyncio
     import logging
 
-    from server.cli import _check_server_hotwords
-    from server.model_loader import load_models
+    from funasr_wss.server.cli import _check_server_hotwords
+    from funasr_wss.server.model_loader import load_models
 
     models = load_models(fixture_settings(model_dir=str(ASR_CONTEXTUAL_DIR), punc_dir=""))
     with caplog.at_level(logging.INFO):

@@ -9,8 +9,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from models.audio import load_audio_file, pcm16_to_float, resample
-from server.session import SessionLimits
+from funasr_wss.models.audio import load_audio_file, pcm16_to_float, resample
+from funasr_wss.server.session import SessionLimits
 from tests.harness import ServerThread, fixture_settings
 from tests.helpers import wav_pcm_and_rate
 from tests.paths import AUDIO, GOLDEN

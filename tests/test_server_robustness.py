@@ -12,8 +12,8 @@ import time
 import pytest
 from websockets.sync.client import connect
 
-from server.decoder_pool import DecoderPool
-from server.session import Session
+from funasr_wss.server.decoder_pool import DecoderPool
+from funasr_wss.server.session import Session
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
 from tests.helpers import pcm_of
 from tests.test_server_2pass import CONFIG, recv_until_final, stream
@@ -38,7 +38,7 @@ class SlowPool(DecoderPool):
 
 @pytest.fixture(scope="module")
 def models_2pass():
-    from server.model_loader import load_models
+    from funasr_wss.server.model_loader import load_models
 
     return load_models(fixture_settings_2pass())
 

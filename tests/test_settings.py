@@ -11,8 +11,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from server.cli import PROG, PROG_2PASS, CliError, build_parser, env_var, settings_from_args
-from server.settings import (
+from funasr_wss.server.cli import PROG, PROG_2PASS, CliError, build_parser, env_var, settings_from_args
+from funasr_wss.server.settings import (
     COMMAND_LINE_DEFAULTS,
     DEFAULT_LM_MODEL,
     ENV_PREFIX,

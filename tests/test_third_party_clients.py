@@ -33,10 +33,10 @@ import pytest
 import websockets
 from websockets.sync.client import connect
 
-from models.audio import load_audio_file, pcm16_to_float, resample
-from models.live_stream import PartialText, SegmentText
-from server.http_routes import AccessPolicy
-from server.tls import TlsPolicy, self_signed_pair, server_context
+from funasr_wss.models.audio import load_audio_file, pcm16_to_float, resample
+from funasr_wss.models.live_stream import PartialText, SegmentText
+from funasr_wss.server.http_routes import AccessPolicy
+from funasr_wss.server.tls import TlsPolicy, self_signed_pair, server_context
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
 from tests.helpers import wav_pcm_and_rate
 from tests.paths import AUDIO

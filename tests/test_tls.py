@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 from websockets.sync.client import connect
 
-from server.tls import TlsPolicy, TlsSetupError, self_signed_pair, server_context
+from funasr_wss.server.tls import TlsPolicy, TlsSetupError, self_signed_pair, server_context
 from tests.harness import ServerThread, fixture_settings
 from tests.helpers import fixture_pcm
 from tests.test_server_admission import get, scrape, transcribe
@@ -22,7 +22,7 @@ from tests.test_server_admission import get, scrape, transcribe
 
 @pytest.fixture(scope="module")
 def models():
-    from server.model_loader import load_models
+    from funasr_wss.server.model_loader import load_models
 
     return load_models(fixture_settings())
 

@@ -12,11 +12,11 @@ from typing import List, Tuple
 import numpy as np
 import pytest
 
-from models.audio import load_audio_file
-from models.live_stream import FINAL_MARK, LiveStream, PartialText, SegmentText
-from models.punctuation import PunctuationCache, RealtimePunctuator
-from models.vad import events_to_segments
-from server.model_loader import load_two_pass
+from funasr_wss.models.audio import load_audio_file
+from funasr_wss.models.live_stream import FINAL_MARK, LiveStream, PartialText, SegmentText
+from funasr_wss.models.punctuation import PunctuationCache, RealtimePunctuator
+from funasr_wss.models.vad import events_to_segments
+from funasr_wss.server.model_loader import load_two_pass
 from tests.harness import fixture_settings_2pass
 from tests.paths import AUDIO, PUNC_REALTIME_DIR
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import yaml
 
-from models.audio import load_audio_file
-from models.vad import (
+from funasr_wss.models.audio import load_audio_file
+from funasr_wss.models.vad import (
     FsmnVadModel,
     SegmentEvent,
     VadConfig,

@@ -22,13 +22,13 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from server import app as server_app
-from server.cli import settings_from_args
-from server.http_routes import AccessPolicy
-from server.offline_session import OfflineSession
-from server.streaming_session import StreamingSession
-from server.tls import TlsPolicy, self_signed_pair, server_context
-from server.web_page import ROUTES, WEB_DIR, content_security_policy
+from funasr_wss.server import app as server_app
+from funasr_wss.server.cli import settings_from_args
+from funasr_wss.server.http_routes import AccessPolicy
+from funasr_wss.server.offline_session import OfflineSession
+from funasr_wss.server.streaming_session import StreamingSession
+from funasr_wss.server.tls import TlsPolicy, self_signed_pair, server_context
+from funasr_wss.server.web_page import ROUTES, WEB_DIR, content_security_policy
 from tests.harness import ServerThread, fixture_settings, fixture_settings_2pass
 from tests.helpers import wav_pcm
 from tests.paths import AUDIO
@@ -239,7 +239,7 @@ def test_package_data_covers_every_file_of_the_page():
     import tomllib
 
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text("utf-8"))
-    patterns = pyproject["tool"]["setuptools"]["package-data"]["server"]
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["funasr_wss.server"]
     for name, _ in ROUTES.values():
         assert (WEB_DIR / name).is_file()
         assert any(fnmatch.fnmatch(f"web/{name}", p) for p in patterns), name

@@ -18,18 +18,18 @@ from typing import Dict, List, Tuple
 import numpy as np
 import pytest
 
-from models.audio import decode_container
-from models.bias_lm import (
+from funasr_wss.models.audio import decode_container
+from funasr_wss.models.bias_lm import (
     build_bias_graph,
     build_bias_lm,
     reference_bias_score,
     spell_hotword,
     split_hotword,
 )
-from models.ngram_lm import load_lm_dir
-from models.paraformer import OfflineParaformer
-from models.wfst_decoder import WfstConfig, WfstContext, WfstDecoder
-from models.wfst_search import bias_score
+from funasr_wss.models.ngram_lm import load_lm_dir
+from funasr_wss.models.paraformer import OfflineParaformer
+from funasr_wss.models.wfst_decoder import WfstConfig, WfstContext, WfstDecoder
+from funasr_wss.models.wfst_search import bias_score
 from tests.paths import ASR_TIMESTAMP_DIR, AUDIO, LM_DIR, LM_GOLDEN
 
 GOLDEN = json.loads(LM_GOLDEN.read_text(encoding="utf-8"))
@@ -286,7 +286,7 @@ def test_bias_lm_words_and_tokens():
 
 def test_a_search_that_outgrows_its_scratch_runs_again_with_more(monkeypatch):
     """Each thread's scratch starts small and doubles; a search that runs out starts over, same words."""
-    import models.wfst_decoder as wfst_decoder
+    import funasr_wss.models.wfst_decoder as wfst_decoder
 
     monkeypatch.setattr(wfst_decoder, "INITIAL_CAPACITY", 16)
     small = WfstDecoder(lm(), asr().vocab.tokens)
@@ -304,7 +304,7 @@ def test_the_search_shortcut_for_tokens_outside_the_hotwords_equals_the_walk(see
     words it gives when every token walks (``inner_label`` all true)."""
     import dataclasses
 
-    from models.bias_lm import BiasLm
+    from funasr_wss.models.bias_lm import BiasLm
 
     rng = random.Random(seed)
     dec = decoder(int(rng.choice([2, 20])))

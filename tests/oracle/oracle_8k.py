@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from funasr_onnx import Fsmn_vad, Paraformer  # noqa: E402
 
-from models.audio import load_audio_file, resample  # noqa: E402
+from funasr_wss.models.audio import load_audio_file, resample  # noqa: E402
 from tests.oracle.oracle_asr import oracle_tokens  # noqa: E402
 from tests.paths import ASR_8K_DIR, AUDIO, GOLDEN, VAD_DIR  # noqa: E402
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from funasr_onnx import CT_Transformer, Fsmn_vad, Paraformer  # noqa: E402
 
-from models.audio import load_audio_file  # noqa: E402
+from funasr_wss.models.audio import load_audio_file  # noqa: E402
 from tests.paths import ASR_PLAIN_DIR, ASR_TIMESTAMP_DIR, GOLDEN, PUNC_DIR, VAD_DIR, audio_clips  # noqa: E402
 
 

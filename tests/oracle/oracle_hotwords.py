@@ -35,8 +35,8 @@ from funasr_onnx import ContextualParaformer, SeacoParaformer  # noqa: E402
 from funasr_onnx.utils.postprocess_utils import sentence_postprocess  # noqa: E402
 from funasr_onnx.utils.timestamp_utils import time_stamp_lfr6_onnx  # noqa: E402
 
-from models.audio import load_audio_file  # noqa: E402
-from models.tokens import is_cjk_char  # noqa: E402
+from funasr_wss.models.audio import load_audio_file  # noqa: E402
+from funasr_wss.models.tokens import is_cjk_char  # noqa: E402
 from tests.paths import ASR_CONTEXTUAL_DIR, ASR_SEACO_DIR, AUDIO, GOLDEN  # noqa: E402
 
 #: (clip, index of its VAD segment in golden/asr.json): short, so the whole run takes seconds.

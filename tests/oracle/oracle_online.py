@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 
 from funasr_onnx.paraformer_online_bin import Paraformer as OracleOnline  # noqa: E402
 
-from models.audio import load_audio_file  # noqa: E402
+from funasr_wss.models.audio import load_audio_file  # noqa: E402
 from tests.paths import ASR_ONLINE_DIR, GOLDEN, audio_clips  # noqa: E402
 
 DEFAULT_CHUNK = (5, 10, 5)

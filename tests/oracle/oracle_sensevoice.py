@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from funasr_onnx import SenseVoiceSmall  # noqa: E402
 
-from models.audio import load_audio_file  # noqa: E402
+from funasr_wss.models.audio import load_audio_file  # noqa: E402
 from tests.paths import GOLDEN, SENSEVOICE_DIR, audio_clips  # noqa: E402
 
 #: The requests decoded per clip: every language once, both textnorm values.

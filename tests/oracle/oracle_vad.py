@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
 from funasr_onnx import Fsmn_vad, Fsmn_vad_online  # noqa: E402
 from funasr_onnx.utils.e2e_vad import E2EVadModel  # noqa: E402
 
-from models.audio import load_audio_file  # noqa: E402
+from funasr_wss.models.audio import load_audio_file  # noqa: E402
 from tests.paths import GOLDEN, VAD_DIR, audio_clips  # noqa: E402
 
 STREAM_CHUNKS = (800, 9600)
