@@ -62,9 +62,11 @@ EXPOSE 10096
 # SIGTERM (docker stop) drains: utterances in flight get --shutdown-grace (30 s) to finish, so
 # give the container more than that before the SIGKILL (docker stop -t 40, compose stop_grace_period).
 STOPSIGNAL SIGTERM
-# /health answers 200 once the models are loaded and 503 while they load (or the server drains);
-# plain http is served on the TLS port too. Proxies are bypassed: HTTP_PROXY set for ModelScope
+# Healthy = alive and the models loaded: /livez answers whenever the process does, and its JSON
+# says "loaded". Not /health: that is readiness for balancers, 503 also when every --max-connections
+# slot is taken, which is no reason to call a working container unhealthy (docs/scaling-out.md).
+# Plain http is served on the TLS port too. Proxies are bypassed: HTTP_PROXY set for ModelScope
 # downloads must not capture 127.0.0.1. The start period covers the first start's downloads.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=20m --retries=3 \
-    CMD ["python", "-c", "import urllib.request as r; r.build_opener(r.ProxyHandler({})).open('http://127.0.0.1:10096/health', timeout=8)"]
+    CMD ["python", "-c", "import json, urllib.request as r; raise SystemExit(0 if json.load(r.build_opener(r.ProxyHandler({})).open('http://127.0.0.1:10096/livez', timeout=8))['loaded'] else 1)"]
 CMD ["funasr-wss-server", "--listen-ip", "0.0.0.0", "--port", "10096", "--download-model-dir", "/models", "--self-signed-dir", "/models/.tls"]

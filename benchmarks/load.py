@@ -111,8 +111,10 @@ async def offline_clients(url: str, pcms: Sequence[bytes], jobs: Sequence[int], 
 # ---------------------------------------------------------------------------------------- streaming
 
 
-async def one_stream(url: str, pcm: bytes, speech_start_ms: int, mode: str = "2pass") -> Dict[str, object]:
-    """Stream ``pcm`` in real time; timings of what came back, on the client's clock."""
+async def one_stream(url: str, pcm: bytes, speech_start_ms: int, mode: str = "2pass",
+                     speed: float = 1.0) -> Dict[str, object]:
+    """Stream ``pcm`` in real time (``speed`` times faster: the chunks keep their size, for cost
+    measurements that need not wait); timings of what came back, on the client's clock."""
     from websockets.asyncio.client import connect
 
     chunk = int(corpus.SAMPLE_RATE * CHUNK_SECONDS) * 2
@@ -133,10 +135,10 @@ async def one_stream(url: str, pcm: bytes, speech_start_ms: int, mode: str = "2p
         start = time.perf_counter()
         sent: List[float] = []  # when each chunk went out
         for k, i in enumerate(range(0, len(pcm), chunk)):
-            await asyncio.sleep(max(0.0, start + k * CHUNK_SECONDS - time.perf_counter()))
+            await asyncio.sleep(max(0.0, start + k * CHUNK_SECONDS / speed - time.perf_counter()))
             sent.append(time.perf_counter())
             await ws.send(pcm[i : i + chunk])
-        await asyncio.sleep(max(0.0, start + len(pcm) / (2 * corpus.SAMPLE_RATE) - time.perf_counter()))
+        await asyncio.sleep(max(0.0, start + len(pcm) / (2 * corpus.SAMPLE_RATE) / speed - time.perf_counter()))
         end_sent = time.perf_counter()
         await ws.send(json.dumps({"is_speaking": False}))
         await asyncio.wait_for(task, 120)
@@ -196,7 +198,8 @@ async def stream_clients(url: str, pcm: bytes, speech_start_ms: int, n: int, sta
         "chunk_lag_p95": pct(chunk_lags, 95),
         "chunk_lag_p99": pct(chunk_lags, 99),
         "worst_stream_chunk_lag_p95": round(worst, 3),
-        "realtime": worst < REALTIME_LAG_S,
+        # real-time: every stream keeps up with its chunks, and users get their final answers within the bound
+        "realtime": worst < REALTIME_LAG_S and (pct(finals, 95) or 0.0) < REALTIME_LAG_S,
         "final_after_end_p50": pct(finals, 50),
         "final_after_end_p95": pct(finals, 95),
         "segment_end_to_2pass_offline_p50": pct(lags, 50),

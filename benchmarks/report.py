@@ -90,6 +90,16 @@ def memory_table(results: Dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def cost_table(cost: Dict[str, object]) -> str:
+    rows = cost["rows"]  # type: ignore[index]
+    stages = sorted({s for r in rows for s in r["stages"]}, key=lambda s: -max(r["stages"].get(s, 0.0) for r in rows))
+    lines = ["| stage | " + " | ".join(r["mode"] for r in rows) + " |", "|---|" + "---:|" * len(rows)]
+    for s in stages:
+        lines.append(f"| {s} | " + " | ".join(f"{r['stages'].get(s, 0.0):.3f}" for r in rows) + " |")
+    lines.append("| **total** | " + " | ".join(f"**{r['core_s_per_audio_s']:.3f}**" for r in rows) + " |")
+    return "\n".join(lines)
+
+
 def _mark(ok: bool) -> str:
     return "✓" if ok else "✗"
 
@@ -158,6 +168,15 @@ def markdown(results: Dict[str, object]) -> str:
                 f"Each stream sends the same {st['audio_seconds']} s utterance in real time (600 ms chunks, "
                 "`chunk_size [5, 10, 5]`); chunk lag = delta arrival − send time of the chunk holding its `end_time`.",
                 "", streaming_table(st)]
+    if results.get("cost"):
+        cost = results["cost"]
+        out += ["", "## What one live stream costs (core-seconds per audio second)", "",
+                f"One stream of the {cost['audio_seconds']} s utterance at a time, in each mode, 600 ms chunks; the "
+                "server process's CPU (all threads) split by the stage that spent it "
+                f"(`funasr_stage_cpu_seconds_total`); the rest is protocol and scheduling. {cost['cores']} cores ÷ the "
+                f"2pass cost = a compute floor of **{cost['two_pass_floor_streams']} real-time 2pass "
+                "streams**" + (f" (measured above: {results['streaming']['max_realtime_streams']})"
+                               if results.get("streaming") else "") + ".", "", cost_table(cost)]
     if results.get("lm"):
         lm = results["lm"]
         srv, search = lm["server"], lm["search"]

@@ -40,6 +40,7 @@ from .paraformer import NO_OPTIONS, AsrResult, DecodeOptions
 from .paraformer_online import OnlineParaformer, OnlineStream
 from .punctuation import PunctuationCache, RealtimePunctuator
 from .sentences import CLOSING_MARKS
+from .stage_clock import stage
 from .vad import FsmnVadModel, VadStream
 
 log = logging.getLogger(__name__)
@@ -248,6 +249,9 @@ class LiveStream:
         self._segments = 0  # segments closed so far
         self._open_ms: Optional[int] = None  # start of the open segment
         self._online_pos = 0  # next sample (absolute) the online model has not seen
+        #: how far the online model has been offered audio (the VAD's position while a segment is open);
+        #: samples between _online_pos and here wait until they complete a chunk or the segment closes
+        self._online_due = 0
         self._vad_pos = 0  # next sample (absolute) the VAD has not seen
         self._held: Optional[Tuple[int, int, int]] = None  # in the final call: a closed segment not yet decoded
 
@@ -272,6 +276,10 @@ class LiveStream:
 
         After a call with ``is_final`` the stream starts a new utterance (times from 0).
         """
+        with stage("live_stream"):
+            return self._accept(waveform, is_final)
+
+    def _accept(self, waveform: np.ndarray, is_final: bool) -> List[StreamEvent]:
         samples = np.ascontiguousarray(waveform, dtype=np.float32).reshape(-1)
         events: List[StreamEvent] = []
         self._audio.append(samples)
@@ -281,10 +289,12 @@ class LiveStream:
         stops = list(range(self._vad_pos + step, end + 1, step))
         if is_final and (not stops or stops[-1] != end):
             stops.append(end)
+        # One VAD call for the whole piece, its events told apart by step (VadStream.accept_steps).
+        sizes = np.diff([self._vad_pos, *stops]).tolist()
+        by_step = self._vad.accept_steps(self._audio.slice(self._vad_pos, stops[-1]), sizes, is_final) if stops else []
         try:
-            for k, hi in enumerate(stops):
-                last = is_final and k == len(stops) - 1
-                for ev in self._vad.accept(self._audio.slice(self._vad_pos, hi), is_final=last):
+            for hi, step_events in zip(stops, by_step):
+                for ev in step_events:
                     if ev.starts:
                         self._open_segment(ev.start_ms)
                     if ev.ends:
@@ -307,7 +317,7 @@ class LiveStream:
 
     def _open_segment(self, start_ms: int) -> None:
         self._open_ms = max(int(start_ms), self._audio.start // self.samples_per_ms)
-        self._online_pos = self._open_ms * self.samples_per_ms
+        self._online_pos = self._online_due = self._open_ms * self.samples_per_ms
         if self._online is not None:
             self._online.reset()
 
@@ -315,6 +325,9 @@ class LiveStream:
         """Give the online model the open segment's samples up to ``upto`` (what the VAD has seen)."""
         if self._online is None or self._open_ms is None or upto <= self._online_pos:
             return
+        self._online_due = max(self._online_due, upto)
+        if not self._online.completes_chunk(upto - self._online_pos):
+            return  # no text before a chunk is whole: the samples wait in the stream's audio, uncopied
         piece = self._audio.slice(self._online_pos, upto)
         self._online_pos = upto
         text = self._online.accept(piece).text
@@ -335,8 +348,8 @@ class LiveStream:
                 # The VAD reports a segment's end up to its end silence (800 ms) after it, and the
                 # online model has had that audio already: its last text comes from all it was
                 # given, so that is what it "heard" (the segment's end would go back in time).
-                heard = max(self._online_pos, end)
-                text = self._online.accept(self._audio.slice(self._online_pos, end), is_final=True).text
+                heard = max(self._online_due, end)
+                text = self._online.accept(self._audio.slice(self._online_pos, heard), is_final=True).text
                 if text:
                     events.append(PartialText(text, self._segments, heard // self.samples_per_ms, ends_segment=True))
         if self.run_offline:

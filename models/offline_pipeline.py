@@ -18,6 +18,7 @@ from .frontend import compute_fbank, fbank_frame_count, same_fbank
 from .paraformer import NO_OPTIONS, AsrResult, DecodeOptions, OfflineParaformer
 from .punctuation import to_ascii_marks
 from .sentences import SentencePiece, realign_spans, sentence_pieces, split_span_evenly, timed_units
+from .stage_clock import stage
 from .tokens import join_words
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,18 @@ def words_to_unit_spans(words: Sequence[str], spans: Sequence[Span]) -> List[Spa
     return out
 
 
+def split_by_length(lengths: Sequence[int]) -> Tuple[List[int], List[int]]:
+    """Indices of ``lengths`` in two groups of about equal total (the longest placed first, each on
+    the lighter side), each in its original order."""
+    groups: Tuple[List[int], List[int]] = ([], [])
+    totals = [0, 0]
+    for i in sorted(range(len(lengths)), key=lambda k: -lengths[k]):
+        side = 0 if totals[0] <= totals[1] else 1
+        groups[side].append(i)
+        totals[side] += lengths[i]
+    return sorted(groups[0]), sorted(groups[1])
+
+
 class OfflinePipeline:
     """Holds the shared, stateless models; :meth:`transcribe` is thread-safe."""
 
@@ -147,7 +160,8 @@ class OfflinePipeline:
         """
         if self.vad is None or waveform.size == 0 or not same_fbank(self.vad.frontend.cfg, self.asr.frontend.cfg):
             return None
-        return compute_fbank(waveform, self.asr.frontend.cfg)
+        with stage("offline_asr"):
+            return compute_fbank(waveform, self.asr.frontend.cfg)
 
     def segment_features(self, waveform: np.ndarray, segments: Sequence[Span],
                          fbank: Optional[np.ndarray] = None) -> List[np.ndarray]:
@@ -170,16 +184,46 @@ class OfflinePipeline:
                            fbank: Optional[np.ndarray] = None,
                            options: DecodeOptions = NO_OPTIONS) -> List[AsrResult]:
         """Decode each segment; times are shifted to be absolute within ``waveform``."""
-        results = self.asr.recognize_features(self.segment_features(waveform, segments, fbank), options)
-        return [r.shifted(int(s)) for r, (s, _) in zip(results, segments)]
+        with stage("offline_asr"):
+            results = self._recognize_features(self.segment_features(waveform, segments, fbank), options)
+            return [r.shifted(int(s)) for r, (s, _) in zip(results, segments)]
+
+    def _recognize_features(self, feats: Sequence[np.ndarray], options: DecodeOptions) -> List[AsrResult]:
+        """The recogniser on each segment's features; half of them on a spare thread when the server
+        has one idle (``options.spare_thread``) and the segments decode independently."""
+        spare = options.spare_thread
+        if spare is None or len(feats) < 2 or not getattr(self.asr, "independent_segments", False):
+            return self.asr.recognize_features(feats, options)
+        mine, theirs = split_by_length([f.shape[0] for f in feats])
+
+        def decode(indices: Sequence[int]) -> List[AsrResult]:
+            with stage("offline_asr"):
+                return self.asr.recognize_features([feats[i] for i in indices], options)
+
+        future = spare(lambda: decode(theirs))
+        if future is None:
+            return self.asr.recognize_features(feats, options)
+        try:
+            own = decode(mine)
+        except BaseException:
+            future.cancel()
+            raise
+        # not started yet (the other thread was taken meanwhile): decode that half here after all
+        other = decode(theirs) if future.cancel() else future.result()
+        results: List[AsrResult] = [AsrResult()] * len(feats)
+        for indices, part in ((mine, own), (theirs, other)):
+            for i, result in zip(indices, part):
+                results[i] = result
+        return results
 
     def recognize_segment(self, audio: np.ndarray, sample_rate: int, start_ms: int = 0,
                           options: DecodeOptions = NO_OPTIONS) -> AsrResult:
         """Decode one segment's audio (mono float32 at ``sample_rate``, resampled to the recogniser's
         when it differs); times are shifted by ``start_ms``, the segment's place in its stream."""
-        if sample_rate != self.sample_rate:
-            audio = resample(audio, sample_rate, self.sample_rate)
-        return self.asr.recognize([audio], options)[0].shifted(start_ms)
+        with stage("offline_asr"):
+            if sample_rate != self.sample_rate:
+                audio = resample(audio, sample_rate, self.sample_rate)
+            return self.asr.recognize([audio], options)[0].shifted(start_ms)
 
     def is_english(self, results: Sequence[AsrResult]) -> bool:
         """Whether punctuation should be ASCII: an English model, or SenseVoice hearing English."""
@@ -199,6 +243,11 @@ class OfflinePipeline:
         its text is written the way the client asked for.  ``durations`` (ms per
         result) weigh the tags; equal weights without them.
         """
+        with stage("text"):
+            return self._finish(results, use_itn, punctuate, durations)
+
+    def _finish(self, results: Sequence[AsrResult], use_itn: bool, punctuate: Optional[Callable[[str], str]],
+                durations: Sequence[int]) -> Transcript:
         tags = dominant_tags(results, durations or [1] * len(results))
         lm_seconds = sum(r.lm_seconds for r in results)
         if results and all(r.punctuated for r in results):
@@ -213,10 +262,11 @@ class OfflinePipeline:
             spans = words_to_unit_spans(words, [s for r in results for s in (r.word_spans or [])])
         text = raw
         if text:
-            if punctuate is not None:
-                text = punctuate(text)
-            elif self.punctuator is not None:
-                text = self.punctuator.punctuate(text).text
+            with stage("punctuation"):
+                if punctuate is not None:
+                    text = punctuate(text)
+                elif self.punctuator is not None:
+                    text = self.punctuator.punctuate(text).text
             # The CT-Transformer's class 0 is "<unk>", which FunASR writes out verbatim;
             # trained models never predict it, untrained ones do.  It is no punctuation.
             text = text.replace(UNKNOWN_MARK, "")
@@ -225,7 +275,8 @@ class OfflinePipeline:
         if spans is not None and text != raw:
             spans = realign_spans(raw, text, spans) or spans
         if use_itn and self.itn is not None and text:
-            normalised = self._normalise(text, results)
+            with stage("itn"):
+                normalised = self._normalise(text, results)
             if spans is not None and normalised != text:
                 moved = realign_spans(text, normalised, spans)
                 if moved is None:

@@ -22,9 +22,10 @@ batch, since one request's segments share one hotword list.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, cast
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, cast
 
 import numpy as np
 
@@ -68,6 +69,11 @@ class DecodeOptions:
     #: weighted hotwords and the search's carried hash size); None: a fresh one per request.
     #: Mutable and per connection, whose offline passes run one at a time.
     lm_context: Optional[Any] = None
+    #: Runs a call on a thread that is idle right now and returns its ``concurrent.futures.Future``
+    #: (cancellable until it starts), or returns None when no thread is idle: lets a request that
+    #: runs alone decode half its segments on a core that would otherwise wait.  Results do not
+    #: depend on it (it is used only where segments decode independently).
+    spare_thread: Optional[Callable[[Callable[[], Any]], Optional["Future[Any]"]]] = None
 
 
 NO_OPTIONS = DecodeOptions()
@@ -169,6 +175,12 @@ class OfflineParaformer:
     def supports_hotwords(self) -> bool:
         """True for contextual and SeACo Paraformers (their graph takes ``bias_embed``)."""
         return self.hotwords is not None
+
+    @property
+    def independent_segments(self) -> bool:
+        """Whether a segment's result is the same whichever others it is decoded with: one segment
+        per call, and no n-gram LM search state carried from segment to segment."""
+        return self.batch_size == 1 and self.lm is None
 
     @property
     def sample_rate(self) -> int:

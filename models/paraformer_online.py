@@ -39,6 +39,7 @@ from .config import load_config
 from .frontend import FrontendConfig, apply_cmvn, compute_fbank, load_cmvn
 from .model_dir import pick_onnx_file
 from .onnx_session import RuntimeOptions, create_session
+from .stage_clock import stage
 from .tokens import Vocabulary, join_words, load_token_list, tokens_to_words
 
 log = logging.getLogger(__name__)
@@ -272,6 +273,10 @@ class OnlineStream:
             + sum(int(c.size) for c in self._caches)
         )
 
+    def completes_chunk(self, more: int) -> bool:
+        """Whether ``more`` samples would complete a chunk: fewer only wait in :meth:`accept`."""
+        return self._pending.size + more >= self.chunk_samples
+
     def accept(self, waveform: np.ndarray, is_final: bool = False) -> OnlineResult:
         """Add samples (float32 in [-1, 1] at 16 kHz); decode every chunk completed, and the rest if final."""
         samples = np.asarray(waveform, dtype=np.float32).reshape(-1)
@@ -295,14 +300,15 @@ class OnlineStream:
     # -- one chunk ---------------------------------------------------------
 
     def _features(self, samples: np.ndarray, final: bool) -> np.ndarray:
-        feats = self.frontend.push(samples, final)
-        if feats.shape[0] == 0:
+        with stage("online_frontend"):
+            feats = self.frontend.push(samples, final)
+            if feats.shape[0] == 0:
+                return feats
+            feats = feats * self.model.feature_scale
+            feats = feats + position_encoding(self._position, feats.shape[0], feats.shape[1])
+            self._position += feats.shape[0]
+            self._started = True
             return feats
-        feats = feats * self.model.feature_scale
-        feats = feats + position_encoding(self._position, feats.shape[0], feats.shape[1])
-        self._position += feats.shape[0]
-        self._started = True
-        return feats
 
     def _chunk(self, samples: np.ndarray) -> OnlineResult:
         feats = self._features(samples, final=False)
@@ -363,17 +369,20 @@ class OnlineStream:
         c0, c1, _ = self.chunk_size
         if window.shape[0] == 0:
             return OnlineResult()
-        enc, enc_len, alphas = model.encode(window)
-        alphas[:c0] = 0.0
-        alphas[c0 + c1 :] = 0.0
-        embeds = self._cif(enc[0], alphas, tail)
+        with stage("online_encoder"):
+            enc, enc_len, alphas = model.encode(window)
+        with stage("online_cif"):
+            alphas[:c0] = 0.0
+            alphas[c0 + c1 :] = 0.0
+            embeds = self._cif(enc[0], alphas, tail)
         if embeds.shape[0] == 0:
-            return OnlineResult()
-        logits, self._caches = model.decode(enc, enc_len, embeds, self._caches)
-        ids = model.tokens_of(logits, embeds.shape[0])
-        tokens = [model.vocab.tokens[i] for i in ids]
-        words, _ = tokens_to_words(tokens)
-        return OnlineResult(ids, tokens, join_words(words))
+            return OnlineResult()  # no token fired: the decoder has nothing to decode
+        with stage("online_decoder"):
+            logits, self._caches = model.decode(enc, enc_len, embeds, self._caches)
+            ids = model.tokens_of(logits, embeds.shape[0])
+            tokens = [model.vocab.tokens[i] for i in ids]
+            words, _ = tokens_to_words(tokens)
+            return OnlineResult(ids, tokens, join_words(words))
 
     def _cif(self, hidden: np.ndarray, alphas: np.ndarray, tail: bool) -> np.ndarray:
         """Continuous integrate-and-fire over this window, starting from the carried remainder.

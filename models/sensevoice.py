@@ -234,6 +234,11 @@ class SenseVoiceSmall:
         self.max_batch_frames = max_batch_frames
 
     @property
+    def independent_segments(self) -> bool:
+        """Whether a segment's result is the same whichever others it is decoded with (one per call)."""
+        return self.batch_size == 1
+
+    @property
     def sample_rate(self) -> int:
         return self.frontend.sample_rate
 

@@ -63,6 +63,7 @@ from .config import load_config
 from .frontend import INT16_SCALE, Frontend, FrontendConfig, apply_cmvn, compute_fbank, fbank_options
 from .model_dir import pick_onnx_file
 from .onnx_session import RuntimeOptions, create_session
+from .stage_clock import stage
 
 log = logging.getLogger(__name__)
 
@@ -685,6 +686,22 @@ class _StreamingFeatures:
         self._db_first = stop
         return feats, dbs, first
 
+    def emitted_after(self, sizes: Sequence[int], final: bool) -> List[int]:
+        """LFR frames emitted in all, had ``sizes[0]`` samples been pushed, then ``sizes[1]`` more, ...
+        (``final`` on the last push); the state is not touched.  What :meth:`push` of the same
+        samples in one call emits is the last number: frames do not depend on the pieces."""
+        out = []
+        held, frames, emitted = self._tail.size, self._frames, self._emitted
+        for k, size in enumerate(sizes):
+            held += int(size)
+            n_new = (held - self.length) // self.shift + 1 if held >= self.length else 0
+            frames += n_new
+            held -= n_new * self.shift
+            last = final and k == len(sizes) - 1
+            emitted = max(emitted, -(-frames // self.n) if last else self._complete_lfr_frames(frames))
+            out.append(emitted)
+        return out
+
     def _complete_lfr_frames(self, total: int) -> int:
         """How many LFR frames have their full right context among ``total`` fbank frames."""
         # frame j needs fbank frame j*n - left + m - 1 <= total - 1
@@ -718,6 +735,9 @@ class FsmnVadModel:
         self.config: VadConfig = config if config is not None else VadConfig.from_config(conf.get("model_conf"))
         self.model_path = pick_onnx_file(self.model_dir, quantized)
         self.session = create_session(self.model_path, options)
+        #: Whether the scores of frames are the same however they are split between calls: true of a
+        #: float model; a dynamically quantised one (``*_quant.onnx``) scales each call's activations.
+        self.cut_invariant = not self.model_path.name.endswith("_quant.onnx")
         inputs = self.session.get_inputs()
         self._feat_name = inputs[0].name
         self._cache_names = [i.name for i in inputs[1:]]
@@ -772,6 +792,11 @@ class FsmnVadModel:
         waveform's fbank frames when the caller already has them (the offline
         pipeline computes them once for the VAD and the recogniser).
         """
+        with stage("vad"):
+            return self._segments(waveform, config, fbank)
+
+    def _segments(self, waveform: np.ndarray, config: Optional[VadConfig],
+                  fbank: Optional[np.ndarray]) -> List[Tuple[int, int]]:
         cfg = config if config is not None else self.config
         d = _Derived.of(cfg)
         x = np.asarray(waveform, dtype=np.float32).reshape(-1)
@@ -863,17 +888,68 @@ class VadStream:
             + len(machine.finished)
         )
 
-    def accept(self, waveform: np.ndarray, is_final: bool = False) -> List[SegmentEvent]:
-        """Feed the next samples; return the segment events they produced."""
-        feats, dbs, _first = self._features.push(waveform, is_final)
+    def accept_steps(self, waveform: np.ndarray, sizes: Sequence[int], is_final: bool = False) -> List[List[SegmentEvent]]:
+        """:meth:`accept` of ``waveform`` cut into pieces of ``sizes`` samples (summing to its length),
+        ``is_final`` on the last: the events of each piece, exactly as those calls return them.
+
+        The features are computed once for the whole waveform (they do not depend on the cut).  The
+        network runs once too when its scores do not depend on the cut either (a float model); a
+        dynamically quantised one scales its activations by each call's input, so it is run on each
+        piece's frames, as :meth:`accept` would.  The end-point state machine is stepped piece by
+        piece, so each event comes with the piece it belongs to.
+        """
+        with stage("vad"):
+            stops = self._features.emitted_after(sizes, is_final)
+            first_frame = self._features._emitted
+            feats, dbs, _first = self._features.push(waveform, is_final)
+            if first_frame + feats.shape[0] != (stops[-1] if stops else first_frame):  # pragma: no cover
+                raise RuntimeError("VAD frame count differs from the pieces' count")
+            bounds = [0] + [stop - first_frame for stop in stops]
+            if self.model.cut_invariant:
+                speech, quiet = self._score(feats, dbs)
+            out: List[List[SegmentEvent]] = []
+            for k in range(len(stops)):
+                lo, hi = bounds[k], bounds[k + 1]
+                if hi > lo:  # a piece that completes no frame does not step the machine
+                    if self.model.cut_invariant:
+                        piece_speech = speech[lo:hi]
+                        piece_quiet = None if quiet is None else quiet[lo:hi]
+                    else:
+                        piece_speech, piece_quiet = self._score(feats[lo:hi], dbs[lo:hi])
+                    self._machine.feed(piece_speech, piece_quiet, final=is_final and k == len(stops) - 1)
+                out.append(self._machine.take_events())
+            if is_final:
+                self.reset()
+            return out
+
+    def _score(self, feats: np.ndarray, dbs: Sequence[float]) -> Tuple[List[bool], Optional[List[bool]]]:
+        """The network and the level gates on consecutive frames: (is speech, is quiet) per frame."""
+        speech: List[bool] = []
+        quiet: Optional[List[bool]] = None
         n = feats.shape[0]
-        # very long chunks are scored in bounded blocks (the network's result does not depend on it)
         for lo in range(0, n, OFFLINE_BLOCK_FRAMES):
             hi = min(n, lo + OFFLINE_BLOCK_FRAMES)
             scores, self._caches = self.model.infer(feats[lo:hi], self._caches)
-            speech, quiet = self._classifier.classify(scores, dbs[lo:hi])
-            self._machine.feed(speech, quiet, final=is_final and hi == n)
-        events = self._machine.take_events()
-        if is_final:
-            self.reset()
-        return events
+            block_speech, block_quiet = self._classifier.classify(scores, dbs[lo:hi])
+            if block_quiet is not None and quiet is None:
+                quiet = [False] * len(speech)
+            speech += block_speech
+            if quiet is not None:
+                quiet += block_quiet if block_quiet is not None else [False] * len(block_speech)
+        return speech, quiet
+
+    def accept(self, waveform: np.ndarray, is_final: bool = False) -> List[SegmentEvent]:
+        """Feed the next samples; return the segment events they produced."""
+        with stage("vad"):
+            feats, dbs, _first = self._features.push(waveform, is_final)
+            n = feats.shape[0]
+            # very long chunks are scored in bounded blocks (the network's result does not depend on it)
+            for lo in range(0, n, OFFLINE_BLOCK_FRAMES):
+                hi = min(n, lo + OFFLINE_BLOCK_FRAMES)
+                scores, self._caches = self.model.infer(feats[lo:hi], self._caches)
+                speech, quiet = self._classifier.classify(scores, dbs[lo:hi])
+                self._machine.feed(speech, quiet, final=is_final and hi == n)
+            events = self._machine.take_events()
+            if is_final:
+                self.reset()
+            return events

@@ -2,9 +2,9 @@
 
 Lifecycle: the port opens before the models are loaded (``/health`` says 503
 and handshakes are refused until :meth:`AsrServer.set_models`), and
-:meth:`AsrServer.drain` stops it gracefully: no new connections, in-flight
-utterances get a grace period to finish, then every connection is closed
-with 1001 (going away).
+:meth:`AsrServer.drain` stops it gracefully: no new connections (``/health``
+says 503, ``/livez`` 200), in-flight utterances get a grace period to finish,
+then the port closes and every connection is closed with 1001 (going away).
 """
 from __future__ import annotations
 
@@ -24,15 +24,18 @@ from websockets.typing import Subprotocol
 
 from .audio_budget import AudioBudget
 from .decoder_pool import DecoderPool
+from .health import Health
+from .http_api import HttpApi
 from .http_routes import AccessPolicy, HttpRoutes
 from .logs import ConnectionLog
 from .metrics import ServerMetrics
 from .offline_session import OfflineSession
 from .port_sharing import PortSorter
-from .recognizer import LiveRecognizer, OfflinePipeline
+from .recognizer import LiveRecognizer, OfflinePipeline, takes_language
 from .session import Session, SessionLimits
 from .streaming_session import StreamingSession
 from .tls import TlsPolicy
+from .unread_input import has_unread_input
 from .web_page import WebPage
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,8 @@ log = logging.getLogger(__name__)
 MIB = 1 << 20
 #: At shutdown, how long closing handshakes and connection handlers get before they are cut off.
 CLOSE_SECONDS = 2.0
+#: While draining, how often the utterances in flight are counted again.
+DRAIN_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -82,23 +87,43 @@ class AsrServer:
         self.server_hotwords = server_hotwords or {}
         self._ids = itertools.count(1)
         self.sessions: Set[Session] = set()
+        self._connection_of: Dict[Session, ServerConnection] = {}  # each session's connection
         self.draining = False
         self._server: Optional[Server] = None
         self._handlers: Set[asyncio.Task] = set()  # connection handlers running
         # Connections admitted by the handshake hook and not closed yet; weak, so a handshake
         # that fails after admission cannot leak a slot.
         self._admitted: "weakref.WeakSet[ServerConnection]" = weakref.WeakSet()
-        self.metrics = ServerMetrics(self._sessions_by_mode, lambda: pool.pending, lambda: self.audio_budget.used_bytes)
+        self.metrics = ServerMetrics(
+            self._sessions_by_mode,
+            lambda: pool.pending,
+            lambda: self.audio_budget.used_bytes,
+            active_streams=self._streams_by_mode,
+        )
         self.routes = HttpRoutes(
             options.access,
             self.accepting,
             self.admit,
             self.metrics,
-            web=WebPage() if options.web_page else None,
+            web=WebPage(model=self._model_family) if options.web_page else None,
             profile=lambda: self.profile if self.models is not None else "",
+            health=self.health,
         )
-        self.sorter = PortSorter(options.tls, self.metrics.error, queue_bytes=options.max_queue_bytes)
         self.audio_budget = AudioBudget(options.max_buffered_audio_bytes)
+        # POST /v1/audio/transcriptions and the API's other paths (server.http_api): same models, pool and limits.
+        self.http_api = HttpApi(
+            lambda: self.models,
+            pool,
+            options.limits,
+            options.access,
+            self.accepting,
+            self.open_connections,
+            self.metrics,
+            self.audio_budget,
+            self.server_hotwords,
+            head_timeout=options.tls.handshake_timeout,
+        )
+        self.sorter = PortSorter(options.tls, self.metrics.error, queue_bytes=options.max_queue_bytes, http=self.http_api)
 
     @property
     def profile(self) -> str:
@@ -111,6 +136,42 @@ class AsrServer:
     def _sessions_by_mode(self) -> Dict[str, int]:
         return dict(collections.Counter(s.served_mode() for s in list(self.sessions)))
 
+    def _streams_by_mode(self) -> Dict[str, int]:
+        """Sessions with an utterance in flight, by the mode they serve (``funasr_active_streams``)."""
+        return dict(collections.Counter(s.served_mode() for s in list(self.sessions) if s.busy))
+
+    def open_connections(self) -> int:
+        """WebSocket connections admitted and not closed: what ``--max-connections`` counts."""
+        return sum(1 for c in self._admitted if c.state in (State.CONNECTING, State.OPEN))
+
+    def health(self) -> Health:
+        """The state ``/health`` (readiness) and ``/livez`` (liveness) report (:mod:`server.health`)."""
+        return Health(
+            loaded=self.models is not None,
+            draining=self.draining,
+            connections=self.open_connections() + self.http_api.in_flight,  # as admit() counts them
+            max_connections=self.options.access.max_connections,
+            profile=self.profile if self.models is not None else "",
+            active_streams=self._streams_by_mode(),
+            queue_depth=self.pool.pending,
+        )
+
+    def in_flight(self) -> int:
+        """Connections holding work a client already sent and has not had answered: an utterance
+        in progress in its session (:attr:`Session.busy`), or frames received that the session has
+        not read yet (:func:`has_unread_input`: a configuration and an upload still queued behind
+        the handler, or a large frame still arriving).  Drain waits for these."""
+        busy = [s for s in list(self.sessions) if s.busy]
+        counted = {self._connection_of.get(s) for s in busy}
+        connections = self._server.connections if self._server is not None else set()
+        return len(busy) + sum(1 for c in connections if c not in counted and has_unread_input(c))
+
+    def _model_family(self) -> str:
+        """For the page: "sensevoice" (its language and ITN controls), "paraformer", or "" while loading."""
+        if self.models is None:
+            return ""
+        return "sensevoice" if takes_language(self.models) else "paraformer"
+
     def set_models(self, models: Models) -> None:
         """The models are loaded: start taking connections."""
         self.models = models
@@ -119,8 +180,9 @@ class AsrServer:
         return self.models is not None and not self.draining
 
     def admit(self, connection: ServerConnection) -> int:
-        """Count ``connection`` as open; return how many others were open before it."""
-        others = sum(1 for c in self._admitted if c.state in (State.CONNECTING, State.OPEN))
+        """Count ``connection`` as open; return how many others were open before it (HTTP
+        transcriptions in flight count as connections too)."""
+        others = self.open_connections() + self.http_api.in_flight
         self._admitted.add(connection)
         return others
 
@@ -150,6 +212,7 @@ class AsrServer:
             **profile_options,
         )
         self.sessions.add(session)
+        self._connection_of[session] = ws
         idle = self.options.limits.idle_timeout or None
         try:
             while True:
@@ -172,6 +235,7 @@ class AsrServer:
             await ws.close(1011, "internal error")
         finally:
             self.sessions.discard(session)
+            self._connection_of.pop(session, None)
             session.release_audio()
             conn_log.info(
                 "closed after %d utterances",
@@ -207,20 +271,30 @@ class AsrServer:
 
     async def drain(self, grace_seconds: float) -> None:
         """Stop gracefully: refuse new connections, give utterances in flight up to
-        ``grace_seconds`` to finish, then close every connection with 1001."""
+        ``grace_seconds`` to finish, then close every connection with 1001.
+
+        The port stays open while the utterances finish: ``/health`` answers 503 (draining),
+        so a balancer takes the replica out of rotation, ``/livez`` 200, so a supervisor does
+        not kill it, and WebSocket handshakes get 503, which a balancer may retry elsewhere.
+        What counts as in flight is :meth:`in_flight`: input already received counts too."""
         self.draining = True
         if self._server is None:
             return
-        self._server.close(close_connections=False)  # stop listening; open connections go on
-        self.sorter.abort_pending()
         deadline = time.monotonic() + grace_seconds
         # Utterances get the grace period less the time to say goodbye (closing handshakes, handlers).
         finish_by = deadline - min(CLOSE_SECONDS, grace_seconds / 10)
-        while any(s.busy for s in self.sessions) and time.monotonic() < finish_by:
-            await asyncio.sleep(0.05)
-        busy = sum(1 for s in self.sessions if s.busy)
+        # Sleep first: what the kernel already holds for a connection is read on the loop's next turns,
+        # and counts as unread input from then on.
+        await asyncio.sleep(min(DRAIN_POLL_SECONDS, grace_seconds))
+        while self.in_flight() and time.monotonic() < finish_by:
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        while self.http_api.in_flight and time.monotonic() < finish_by:  # HTTP transcriptions being answered
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        busy = self.in_flight()
         if busy:
             log.warning("grace period over: closing %d connections with utterances in flight", busy)
+        self._server.close(close_connections=False)  # stop listening; the open connections are closed below
+        self.sorter.abort_pending()
         # The listener is closed already, so Server.close() would not close connections again.
         closing = asyncio.gather(
             *(c.close(1001, "server shutting down") for c in self._server.connections), return_exceptions=True
@@ -230,6 +304,7 @@ class AsrServer:
         except asyncio.TimeoutError:
             pass
         await self._stop_handlers(max(0.1, deadline - time.monotonic()))
+        self.http_api.abort_all()
         await self._server.wait_closed()
 
     async def _stop_handlers(self, timeout: float) -> None:
@@ -249,6 +324,7 @@ class AsrServer:
         if self._server is not None:
             self.sorter.abort_pending()
             self._server.close(close_connections=True)
+            self.http_api.abort_all()
             await self._stop_handlers(CLOSE_SECONDS)
             await self._server.wait_closed()
 

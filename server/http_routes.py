@@ -3,9 +3,12 @@
 Every request passes through :meth:`HttpRoutes.__call__` (websockets'
 ``process_request`` hook):
 
-* ``GET /health``: 200 ``ok`` when the models are loaded and the server takes
-  connections, 503 while it is starting or draining: for load balancers and
-  container health checks;
+* ``GET /health`` (readiness): 200 when the models are loaded, the server is not
+  draining and below ``--max-connections``; 503 while it is loading, draining or
+  full.  The body is JSON with the state and the counts (:mod:`server.health`):
+  for load balancers, readiness probes and container health checks;
+* ``GET /livez`` (liveness): 200 whenever the process answers, loading, draining
+  and full included, with the same body: for probes that restart the process;
 * ``GET /metrics``: Prometheus text (:mod:`server.metrics`);
 * ``GET /`` (and the page's own files): the browser page (:mod:`server.web_page`),
   public like the two above (no API key, not counted in ``--max-connections``);
@@ -40,6 +43,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import MultipleValuesError
 from websockets.http11 import Request, Response
 
+from .health import Health
 from .metrics import ServerMetrics
 from .web_page import PageState, WebPage
 
@@ -49,9 +53,10 @@ log = logging.getLogger(__name__)
 SINGLE_HEADERS = ("Host", "Authorization", "Upgrade", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "If-None-Match")
 
 HEALTH_PATH = "/health"
+LIVENESS_PATH = "/livez"
 METRICS_PATH = "/metrics"
 #: Plain HTTP requests that monitoring repeats all day: websockets' INFO lines about them go to DEBUG.
-PROBE_PATHS = frozenset({HEALTH_PATH, METRICS_PATH})
+PROBE_PATHS = frozenset({HEALTH_PATH, LIVENESS_PATH, METRICS_PATH})
 #: The logger of websockets' server side (its connections log through it too).
 WEBSOCKETS_LOGGER = "websockets.server"
 
@@ -117,6 +122,7 @@ class HttpRoutes:
         metrics: ServerMetrics,
         web: Optional[WebPage] = None,
         profile: Callable[[], str] = lambda: "",
+        health: Optional[Callable[[], Health]] = None,
     ):
         self.policy = policy
         self.metrics = metrics
@@ -124,6 +130,8 @@ class HttpRoutes:
         self.profile = profile  # "2pass", "offline", or "" while the models load
         self.accepting = accepting  # models loaded and not draining
         self.admit = admit  # counts a connection in; returns how many others are open
+        #: The state /health and /livez report; without one, only whether the server accepts connections.
+        self.health = health or (lambda: Health(loaded=accepting(), draining=False, connections=0, max_connections=None))
         quiet_probe_logs()  # websockets would log each probe of /health and /metrics at INFO
 
     def __call__(self, connection: ServerConnection, request: Request) -> Optional[Response]:
@@ -162,10 +170,14 @@ class HttpRoutes:
 
     def plain_http(self, connection: ServerConnection, request: Request, path: str) -> Response:
         """A request that is not a WebSocket handshake: the side endpoints, the page, or 404."""
-        if path == HEALTH_PATH:
-            if self.accepting():
-                return connection.respond(HTTPStatus.OK, "ok\n")
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "starting or draining\n")
+        if path in (HEALTH_PATH, LIVENESS_PATH):
+            health = self.health()
+            status = HTTPStatus.OK if health.ready or path == LIVENESS_PATH else HTTPStatus.SERVICE_UNAVAILABLE
+            response = connection.respond(status, health.body())
+            del response.headers["Content-Type"]
+            response.headers["Content-Type"] = "application/json"
+            response.headers["Cache-Control"] = "no-store"
+            return response
         if path == METRICS_PATH:
             response = connection.respond(HTTPStatus.OK, self.metrics.render().decode("utf-8"))
             del response.headers["Content-Type"]  # Headers appends: replace text/plain, do not add a second one
@@ -178,7 +190,7 @@ class HttpRoutes:
             HTTPStatus.NOT_FOUND,
             "not found: this port serves WebSocket connections on any path, "
             + ("the web page at /, " if self.web is not None else "")
-            + "/health and /metrics\n",
+            + "/health, /livez and /metrics\n",
         )
 
 

@@ -14,6 +14,13 @@ This is why a ``ws://`` client that meets our TLS-enabled port gets a normal
 answer instead of the reference's "TLS handshake failed".  Clients that send
 nothing within the handshake timeout, or a plain request to a TLS-only
 server, are dropped with a log line and never reach a session.
+
+With an HTTP API (:mod:`server.http_api`) the request line is read too, on
+plain and TLS connections alike, before websockets sees anything: a request
+the API claims (``POST /v1/audio/transcriptions``, a path under ``/v1/``) is
+handed over with the bytes read so far, since websockets never reads a
+request body; every other request goes to websockets as before, those bytes
+replayed to it.
 """
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ import logging
 import os
 import socket
 import ssl
-from typing import Callable, Optional, Set, cast
+from typing import Callable, Optional, Protocol, Set, cast
 
 from websockets.asyncio.server import ServerConnection
 
@@ -32,17 +39,31 @@ from .tls import TlsPolicy
 log = logging.getLogger(__name__)
 
 TLS_HANDSHAKE_RECORD = 0x16
+#: A request line longer than this is not the HTTP API's: it goes to websockets, which refuses it.
+MAX_REQUEST_LINE = 8 << 10
+
+
+class HttpHandoff(Protocol):
+    """Who serves the requests websockets cannot (those with a body): :class:`server.http_api.HttpApi`."""
+
+    def claims(self, request_line: bytes) -> bool:
+        """Whether the request starting with this line (CRLF excluded) is served here."""
+
+    def take(self, transport: asyncio.Transport, data: bytes) -> None:
+        """Serve ``transport`` from now on; ``data`` was read from it already."""
 
 
 class PortSorter:
     """Shared by every connection of one server: the TLS policy and the connections not yet sorted."""
 
     def __init__(
-        self, policy: TlsPolicy, on_error: Callable[[str], None] = lambda kind: None, queue_bytes: Optional[int] = None
+        self, policy: TlsPolicy, on_error: Callable[[str], None] = lambda kind: None, queue_bytes: Optional[int] = None,
+        http: Optional[HttpHandoff] = None,
     ):
         self.policy = policy
         self.queue_bytes = queue_bytes  # bound of each connection's receive queue (server.receive_queue)
         self.on_error = on_error  # counts refusals by kind (metrics)
+        self.http = http  # None: every connection goes to websockets
         self.pending: Set[asyncio.Task] = set()
 
     def connection_class(self) -> Callable[..., ServerConnection]:
@@ -68,6 +89,10 @@ class SortedConnection(ServerConnection):
         self._sorter = sorter
         self._started = False
         self._sorting: Optional[asyncio.Task] = None
+        self._sniffing = False  # reading the request line (HTTP API)
+        self._head = bytearray()  # the bytes read while sniffing, replayed to whoever serves them
+        self._line: Optional[asyncio.Future] = None
+        self._sniffed: Optional[asyncio.Transport] = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -90,9 +115,31 @@ class SortedConnection(ServerConnection):
         on every version (and cancels a read already queued); on fixed versions
         it changes nothing.
         """
-        if not self._started and not transport.is_closing():
+        if not self._started and not self._sniffing and not transport.is_closing():
             transport.resume_reading()
             transport.pause_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self._started:
+            super().data_received(data)
+            return
+        self._head += data
+        if self._line is not None and not self._line.done():
+            end = self._head.find(b"\n")
+            if end >= 0 or len(self._head) > MAX_REQUEST_LINE:
+                self._pause_sniffed()
+                self._line.set_result(bytes(self._head[: end if end >= 0 else MAX_REQUEST_LINE]).rstrip(b"\r"))
+
+    def eof_received(self) -> None:
+        if self._started:
+            super().eof_received()
+        elif self._line is not None and not self._line.done():
+            self._line.set_result(bytes(self._head))
+
+    def _pause_sniffed(self) -> None:
+        """Stop reading once the request line is in (the rest is read by whoever serves the request)."""
+        if self._sniffed is not None and not self._sniffed.is_closing():
+            self._sniffed.pause_reading()
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         if self._started:
@@ -102,6 +149,7 @@ class SortedConnection(ServerConnection):
 
     def _start(self, transport: asyncio.Transport) -> None:
         self._started = True
+        self._sniffing = False
         super().connection_made(transport)  # websockets takes over: handshake, then the handler
         if self._sorter.queue_bytes is not None:
             self.recv_messages = ByteBoundedAssembler(
@@ -135,7 +183,7 @@ class SortedConnection(ServerConnection):
                     self._sorter.on_error("tls_handshake")
                     transport.abort()
                     return
-                self._start(cast(asyncio.Transport, tls_transport))  # start_tls returns one or raises
+                await self._route(cast(asyncio.Transport, tls_transport), resume=False)  # start_tls returns one or raises
             elif first == TLS_HANDSHAKE_RECORD:
                 log.info("refused %s: a TLS client, but this server has TLS turned off (--certfile 0)", peer)
                 self._sorter.on_error("tls_disabled")
@@ -145,14 +193,50 @@ class SortedConnection(ServerConnection):
                 self._sorter.on_error("plain_refused")
                 transport.abort()
             else:
-                transport.resume_reading()
-                self._start(transport)
+                await self._route(transport, resume=True)
         except asyncio.CancelledError:
             transport.abort()
             raise
         except OSError as exc:  # the peer reset the connection while we waited
             log.debug("connection from %s lost before its handshake: %s", peer, exc)
             transport.abort()
+
+
+    async def _route(self, transport: asyncio.Transport, resume: bool) -> None:
+        """Hand ``transport`` to websockets, or to the HTTP API when it claims the request line."""
+        http = self._sorter.http
+        if http is None:
+            if resume:
+                transport.resume_reading()
+            self._start(transport)
+            if self._head:  # a TLS client's first bytes, decrypted before websockets took over
+                head, self._head = bytes(self._head), bytearray()
+                super().data_received(head)
+            return
+        self._sniffing = True
+        self._sniffed = transport
+        self._line = asyncio.get_running_loop().create_future()
+        if self._head.find(b"\n") >= 0 or len(self._head) > MAX_REQUEST_LINE:
+            self.data_received(b"")
+        transport.resume_reading()
+        try:
+            line = await asyncio.wait_for(self._line, self._sorter.policy.handshake_timeout)
+        except asyncio.TimeoutError:
+            log.info("dropped %s: no request within %.0f s", transport.get_extra_info("peername"),
+                     self._sorter.policy.handshake_timeout)
+            self._sorter.on_error("handshake_timeout")
+            transport.abort()
+            return
+        head, self._head = bytes(self._head), bytearray()
+        self._sniffing = False
+        if not head:  # closed before sending a request
+            transport.close()
+        elif http.claims(line):
+            http.take(transport, head)
+        else:
+            self._start(transport)
+            transport.resume_reading()
+            super().data_received(head)
 
 
 #: A peer silent this long is probed; after the probes go unanswered the kernel closes the socket.

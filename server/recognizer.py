@@ -8,13 +8,17 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from funasr_wss.models.audio import (
     DEFAULT_MAX_DECODE_SECONDS,
+    AudioDecodeCancelled,
     AudioDecodeError,
+    AudioDecodeTimeout,
+    AudioTooLongError,
     StreamResampler,
     decode_container,
     pcm16_to_float,
@@ -23,10 +27,16 @@ from funasr_wss.models.audio import (
 from funasr_wss.models.live_stream import LiveRecognizer, PartialText, SegmentText, StreamEvent
 from funasr_wss.models.offline_pipeline import REPORTED_TAGS, OfflinePipeline, Transcript
 from funasr_wss.models.paraformer import DecodeOptions
+from funasr_wss.models.sensevoice import SenseVoiceSmall
+from funasr_wss.models.stage_clock import cpu_seconds, stage
 from funasr_wss.models.wfst_decoder import WfstContext
 
 __all__ = [
+    "AudioDecodeCancelled",
     "AudioDecodeError",
+    "AudioDecodeTimeout",
+    "AudioTooLongError",
+    "cpu_seconds",  # CPU by model stage, for /metrics
     "OfflinePipeline",  # the two recognisers, for the sessions' types
     "LiveRecognizer",
     "DecodeLimits",
@@ -41,9 +51,13 @@ __all__ = [
     "embed_hotwords",
     "failed_outcome",
     "lm_context",
+    "offline_model_name",
+    "offline_pipeline",
     "sentences_json",
     "supports_hotwords",
     "tag_fields",
+    "takes_language",
+    "transcribe_upload",
     "transcribe_utterance",
     "uses_lm",
 ]
@@ -89,10 +103,13 @@ def embed_hotwords(models: Models, words: Sequence[str]) -> HotwordEmbedding:
 
 
 def decode_options(
-    hotwords: HotwordEmbedding, svs_lang: str = "auto", svs_itn: bool = True, lm_context: Optional[WfstContext] = None
+    hotwords: HotwordEmbedding, svs_lang: str = "auto", svs_itn: bool = True, lm_context: Optional[WfstContext] = None,
+    spare_thread: Optional[Callable[[Callable[[], Any]], Any]] = None,
 ) -> DecodeOptions:
-    """One utterance's model settings: the connection's hotwords (neural and LM) and the request's SenseVoice fields."""
-    return DecodeOptions(hotword_bias=hotwords.bias, language=svs_lang, text_norm=svs_itn, lm_context=lm_context)
+    """One utterance's model settings: the connection's hotwords (neural and LM), the request's SenseVoice
+    fields, and the decoder pool's offer of an idle thread (``DecodeOptions.spare_thread``)."""
+    return DecodeOptions(hotword_bias=hotwords.bias, language=svs_lang, text_norm=svs_itn, lm_context=lm_context,
+                         spare_thread=spare_thread)
 
 
 def uses_lm(models: Optional[Models]) -> bool:
@@ -157,11 +174,41 @@ def transcribe_utterance(
     options: DecodeOptions = DecodeOptions(),
 ) -> OfflineOutcome:
     try:
-        waveform = decode_utterance(audio, wav_format, audio_fs, pipeline.sample_rate, limits)
+        return transcribe_upload(pipeline, audio, wav_format, audio_fs, use_itn, limits, options)
     except AudioDecodeError as exc:
         return failed_outcome(pipeline, str(exc))
+
+
+def transcribe_upload(
+    pipeline: OfflinePipeline,
+    audio: Union[bytes, bytearray],
+    wav_format: str,
+    audio_fs: int,
+    use_itn: bool,
+    limits: DecodeLimits = DecodeLimits(),
+    options: DecodeOptions = DecodeOptions(),
+) -> OfflineOutcome:
+    """:func:`transcribe_utterance` raising the :class:`AudioDecodeError` (its subclass says why)
+    instead of answering it: the HTTP API gives each kind its own status."""
+    waveform = decode_utterance(audio, wav_format, audio_fs, pipeline.sample_rate, limits)
     transcript = pipeline.transcribe(waveform, use_itn=use_itn, options=options)
     return OfflineOutcome(transcript, waveform.size / float(pipeline.sample_rate))
+
+
+def offline_pipeline(models: Models) -> OfflinePipeline:
+    """The whole-file offline pipeline of either profile (the 2pass profile's offline pass)."""
+    return models.pipeline if isinstance(models, LiveRecognizer) else models
+
+
+def offline_model_name(models: Models) -> str:
+    """The offline model's directory name: the ``model`` id the HTTP API lists."""
+    model_dir = getattr(_offline_model(models), "model_dir", None)
+    return Path(model_dir).name if model_dir is not None else "funasr"
+
+
+def takes_language(models: Optional[Models]) -> bool:
+    """Whether the offline model reads ``svs_lang``/``svs_itn`` (SenseVoiceSmall)."""
+    return isinstance(_offline_model(models), SenseVoiceSmall)
 
 
 def sentences_json(transcript: Transcript) -> Optional[List[dict]]:
@@ -206,11 +253,12 @@ class LiveUtterance:
         return self._samples / float(self.sample_rate)
 
     def feed_pcm(self, data: Union[bytes, bytearray], final: bool = False) -> List[StreamEvent]:
-        if self._odd_byte:
-            data = self._odd_byte + bytes(data)
-        usable = len(data) // 2 * 2
-        self._odd_byte = bytes(data[usable:])
-        samples = self._resampler.push(pcm16_to_float(memoryview(data)[:usable]), final=final)
+        with stage("audio_in"):
+            if self._odd_byte:
+                data = self._odd_byte + bytes(data)
+            usable = len(data) // 2 * 2
+            self._odd_byte = bytes(data[usable:])
+            samples = self._resampler.push(pcm16_to_float(memoryview(data)[:usable]), final=final)
         if final:
             self._odd_byte = b""
         self._samples += samples.size

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import AbstractSet, Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple, TypeVar
 
 from .audio_budget import AudioBudget, unlimited
-from .decoder_pool import DecoderPool
+from .decoder_pool import DecoderPool, Priority
 from .hotwords import (
     ClientHotwordsUnreadable,
     lm_spelling_text,
@@ -176,10 +176,11 @@ class Session:
             await self._read_hotwords(message.fields.get("hotwords"))
         return message
 
-    async def run_job(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run model work in the decoder pool; a job whose client has gone by the time a thread is
-        free is not run (:class:`JobSkipped`), so vanished clients cannot keep the pool busy."""
-        return await self.pool.run(fn, *args, skip_if=lambda: not self.alive())
+    async def run_job(self, fn: Callable[..., T], *args: Any, priority: Priority = Priority.FINAL) -> T:
+        """Run model work in the decoder pool, in ``priority``'s deadline order; a job whose client has
+        gone by the time a thread is free is not run (:class:`JobSkipped`), so vanished clients cannot
+        keep the pool busy."""
+        return await self.pool.run(fn, *args, skip_if=lambda: not self.alive(), priority=priority)
 
     def hold_audio(self, n: int, stored_bytes: int) -> Optional[str]:
         """Account for ``n`` more bytes of this utterance (``stored_bytes`` in all with them).
@@ -214,7 +215,7 @@ class Session:
     def decode_options(self, cfg: Optional[ClientConfig] = None):
         """The model settings of an utterance configured by ``cfg`` (the current configuration by default)."""
         cfg = cfg or self.config
-        return decode_options(self.hotword_embedding, cfg.svs_lang, cfg.svs_itn, self.lm_context)
+        return decode_options(self.hotword_embedding, cfg.svs_lang, cfg.svs_itn, self.lm_context, self.pool.spare)
 
     async def _read_hotwords(self, value: object) -> None:
         """Merge the client's hotwords into the server's, embed them once when the model takes

@@ -63,7 +63,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from .decoder_pool import JobSkipped
+from .decoder_pool import JobSkipped, Priority
 from .logs import utterance_fields
 from .protocol import ClientConfig, error_message, result_message
 from .recognizer import (
@@ -188,7 +188,9 @@ class StreamingSession(Session):
             piece, utt.pending = utt.pending, bytearray()
             started = time.perf_counter()
             try:
-                events = await self.run_job(utt.live.feed_pcm, piece, False)
+                # live captions wait on this piece; an offline-mode stream has nothing to show until its end
+                urgency = Priority.BACKGROUND if utt.config.mode == "offline" else Priority.ONLINE
+                events = await self.run_job(utt.live.feed_pcm, piece, False, priority=urgency)
             except JobSkipped:  # the client has gone
                 return
             except Exception:  # a model failure costs this utterance, not the connection

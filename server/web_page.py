@@ -8,11 +8,12 @@ from, so it needs nothing but this server: no CDN, no build step.
 
 ``index.html`` is filled in per request with what the page cannot find out by
 itself: the profile (``2pass``, ``offline``, or empty while the models load),
-so it offers only the modes the server has, and whether an API key is needed.
+so it offers only the modes the server has, whether an API key is needed, and
+the offline model's family (``sensevoice`` shows SenseVoiceSmall's controls).
 Every answer carries ``Cache-Control: no-cache`` with an ``ETag`` (a browser
 revalidates and gets a 304 when nothing changed) and security headers: a
-Content-Security-Policy that lets the page load only its own files and
-connect only back to this server, ``nosniff``, no framing, no referrer.
+Content-Security-Policy that lets the page load only its own files (and play
+the file the user picked, a ``blob:`` URL) and connect only back to this server, ``nosniff``, no framing, no referrer.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import re
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -52,7 +53,7 @@ def content_security_policy(host: Optional[str]) -> str:
     if host and _HOST.match(host):
         connect += f" ws://{host} wss://{host}"
     return (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src blob:; "
         f"connect-src {connect}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
 
@@ -77,7 +78,9 @@ class PageState:
 class WebPage:
     """The page's files, in memory; :meth:`respond` answers one HTTP request for them."""
 
-    def __init__(self, directory: Path = WEB_DIR):
+    def __init__(self, directory: Path = WEB_DIR, model: Callable[[], str] = lambda: ""):
+        #: The offline model's family, for the controls only it has: "sensevoice", "paraformer", "" (loading).
+        self.model = model
         self.files: Dict[str, bytes] = {}
         for name in {name for name, _ in ROUTES.values()}:
             try:
@@ -94,7 +97,7 @@ class WebPage:
         if data is not None and name == INDEX:
             data = data.replace(b"{{profile}}", state.profile.encode()).replace(
                 b"{{api_key}}", b"required" if state.api_key_required else b"none"
-            )
+            ).replace(b"{{model}}", self.model().encode())
         return data
 
     def respond(self, request: Request, path: str, state: PageState) -> Response:

@@ -196,3 +196,24 @@ def test_the_whole_benchmark_runs_on_the_fixture_models(tmp_path):
     assert rss["lm"]["idle_connections"]["connections"] == 3
     assert "## n-gram LM" in text
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_scale_section_runs_replicas_behind_haproxy_on_the_fixture_models(tmp_path):
+    """``--sections scale``: 1 replica straight, 1 and 2 behind HAProxy; every set-up measured, the ratios
+    are the rows' figures, the report has its table."""
+    cmd = [sys.executable, "-m", "benchmarks", "--model-root", str(MODELS), "--out", str(tmp_path),
+           "--sections", "scale", "--replicas", "2", "--scale-streams", "1", "--scale-concurrency", "2",
+           "--repeat", "1", "--offline-audio", *map(str, SHORT), "--stream-audio", str(SHORT[0])]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    scale = json.loads((tmp_path / "results.json").read_text("utf-8"))["scale"]
+    rows = scale["rows"]
+    assert [(r["replicas"], r["proxy"]) for r in rows] == [(1, False), (1, True), (2, True)]
+    for r in rows:
+        assert r["offline_errors"] == 0 and r["offline_throughput"] > 0 and r["max_realtime_streams"] >= 1
+        assert [s["streams"] for s in r["stream_rows"]][0] == 1
+    direct, proxied, scaled = rows
+    assert scale["proxy_cost"]["offline"] == pytest.approx(proxied["offline_throughput"] / direct["offline_throughput"], abs=0.001)
+    assert scale["scale_out"]["streams"] == pytest.approx(scaled["max_realtime_streams"] / direct["max_realtime_streams"], abs=0.001)
+    text = (tmp_path / "report.md").read_text("utf-8")
+    assert "## Scaling out: replicas behind HAProxy" in text and "| 2 replicas, HAProxy |" in text

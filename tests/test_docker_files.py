@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILES = ("Dockerfile", "Dockerfile.gpu")
 PORT = 10096
 VOLUME = "/models"
-HEALTH_URL = f"http://127.0.0.1:{PORT}/health"
+#: Docker's health = liveness and the models loaded (/livez's JSON); /health is the balancers' readiness.
+HEALTH_URL = f"http://127.0.0.1:{PORT}/livez"
 
 
 # ---- a small Dockerfile reader ------------------------------------------------------------------
@@ -213,21 +214,34 @@ def test_default_command_serves_on_all_interfaces_with_state_in_the_volume(name)
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)
-def test_healthcheck_probes_health_on_the_port(name):
+def test_healthcheck_probes_liveness_on_the_port(name):
     options, argv = healthcheck(final_stage(name))
     assert argv[:2] == ["python", "-c"], f"{name}: the health check runs Python (no curl in the image)"
     assert HEALTH_URL in argv[2]
     compile(argv[2], "HEALTHCHECK", "exec")
-    # the first start downloads the models: /health says 503 meanwhile, which must not count yet
+    # the first start downloads the models: /livez says "loaded": false meanwhile, which must not count yet
     assert _seconds(options.get("start-period", "0s")) >= 5 * 60
 
 
 class _HealthStub(http.server.BaseHTTPRequestHandler):
+    """Answers /livez as the server does: a status and the JSON body of server.health.Health."""
+
     status = 200
+    loaded = True
 
     def do_GET(self):
-        self.send_response(self.status if self.path == "/health" else 404)
+        from funasr_wss.server.health import Health
+
+        if self.path != "/livez":
+            self.send_response(404)
+            self.end_headers()
+            return
+        body = Health(loaded=self.loaded, draining=False, connections=4, max_connections=4).body().encode()
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, *args):
         pass
@@ -254,16 +268,19 @@ def _probe(argv: List[str], port: int, env_extra: Optional[Dict[str, str]] = Non
 
 
 def test_healthcheck_command_follows_the_health_status(health_stub):
-    """The image's probe, run for real: healthy on 200 only, even with a proxy configured."""
+    """The image's probe, run for real: healthy when alive with the models loaded, even with every
+    connection slot taken (the stub's body says "full") and with a proxy configured."""
     _, argv = healthcheck(final_stage("Dockerfile"))
     for name in DOCKERFILES[1:]:
         assert healthcheck(final_stage(name))[1] == argv, f"{name}: another health check than Dockerfile's"
     port = health_stub.server_address[1]
-    _HealthStub.status = 200
+    _HealthStub.status, _HealthStub.loaded = 200, True
     assert _probe(argv, port) == 0
     dead_proxy = f"http://127.0.0.1:{free_port()}"
     assert _probe(argv, port, {"http_proxy": dead_proxy, "HTTP_PROXY": dead_proxy}) == 0
-    _HealthStub.status = 503  # loading the models, or draining
+    _HealthStub.loaded = False  # alive, still loading the models
+    assert _probe(argv, port) != 0
+    _HealthStub.status, _HealthStub.loaded = 503, True  # anything but 200 from /livez
     assert _probe(argv, port) != 0
     assert _probe(argv, free_port()) != 0  # nothing listening
 

@@ -51,10 +51,12 @@ def refused_status(url: str, **kw) -> int:
 
 def test_health_says_ok_once_models_are_loaded_and_503_before(models):
     with ServerThread(fixture_settings(), load=False) as server:
-        assert get(server.http_url) == (503, "starting or draining\n")
+        status, body = get(server.http_url)
+        assert status == 503 and json.loads(body)["status"] == "loading"
         assert refused_status(server.url) == 503  # no session before the models are there
         server.call(_set_models(server, models))
-        assert get(server.http_url) == (200, "ok\n")
+        status, body = get(server.http_url)
+        assert status == 200 and json.loads(body)["status"] == "ready"
         with connect(server.url) as ws:
             assert transcribe(ws, fixture_pcm())["text"]
 
@@ -122,7 +124,8 @@ def test_drain_lets_an_utterance_in_flight_finish_then_closes_with_1001(models):
             time.sleep(0.02)
         draining = server.start_call(server.server.drain(grace_seconds=20))
         time.sleep(0.3)
-        assert get(server.http_url)[0] == 0  # no longer listening
+        assert get(server.http_url)[0] == 503  # still listening, not ready (tests/test_health_and_drain.py)
+        assert refused_status(server.url) == 503  # no new session
         assert not draining.done()  # waiting for the utterance in flight
         busy.send(json.dumps({"is_speaking": False}))
         assert json.loads(busy.recv(timeout=30))["wav_name"] == "late"

@@ -60,11 +60,12 @@ def test_plain_and_tls_clients_share_one_port(models, cert_pair):
         assert plain["text"] and plain["text"] == secure["text"] == unverified["text"]
         assert (plain["wav_name"], secure["wav_name"]) == ("plain", "secure")
         # the side endpoints answer over both, on the same port
-        assert get(server.http_url) == (200, "ok\n")
+        status, body = get(server.http_url)
+        assert status == 200 and json.loads(body)["status"] == "ready"
         https = urllib.request.urlopen(
             f"https://127.0.0.1:{server.server.port}/health", context=verifying_client(cert_pair[0]), timeout=10
         )
-        assert (https.status, https.read()) == (200, b"ok\n")
+        assert https.status == 200 and json.loads(https.read())["status"] == "ready"
 
 
 def test_many_interleaved_plain_and_tls_connections_at_once(models, cert_pair):

@@ -180,10 +180,11 @@ def test_page_is_public_and_uncounted_while_the_websocket_on_root_needs_the_key(
     assert refused_status(guarded.url + "/") == 401  # the WebSocket on / without the key
     assert refused_status(guarded.url + "/?token=wrong") == 401
     with connect(guarded.url + f"/?token={KEY}") as ws:  # the one WebSocket allowed, on /
-        # the page, /health and /metrics still answer, with no key and the limit reached
+        # the page, /health and /metrics still answer, with no key and the limit reached (/health: full)
         assert fetch(guarded, "/").status == 200
         assert fetch(guarded, "/", tls=True).status == 200
-        assert fetch(guarded, "/health").body == b"ok\n"
+        health = fetch(guarded, "/health")
+        assert health.status == 503 and json.loads(health.body)["status"] == "full"
         assert refused_status(guarded.url + f"/?token={KEY}") == 503  # a second WebSocket is over the limit
         ws.send(json.dumps({"mode": "offline", "wav_name": "root"}))
         ws.send(wav_pcm(UPLOAD_WAV))
@@ -200,7 +201,8 @@ def test_other_paths_are_404_and_the_side_endpoints_still_work(guarded):
     metrics = fetch(guarded, "/metrics")
     assert metrics.status == 200 and len(metrics.headers.get_all("Content-Type")) == 1
     assert metrics.headers["Content-Type"].startswith("text/plain; version=")
-    assert fetch(guarded, "/health", tls=True).body == b"ok\n"
+    health = fetch(guarded, "/health", tls=True)
+    assert health.status == 200 and json.loads(health.body)["status"] == "ready"
 
 
 def test_page_while_loading_and_turned_off(offline_server):
@@ -486,3 +488,78 @@ def test_plain_http_from_another_host_points_to_https_for_the_microphone(browser
     sent = list(tap.sent)
     assert page.js("window.funasrPage.url") == f"ws://{REMOTE_NAME}:{port}/"
     assert len(sent) == 1 and page.text("transcript") == sent[0]["text"] != ""
+
+
+# ---------------------------------------------------------------------------------- downloads, playback, SenseVoice
+
+
+def test_downloads_and_playback_follow_the_current_result(browser, offline_only, tap):
+    page = Page(browser, offline_only.http_url + "/")
+    assert not page.shown("svs-row")  # a Paraformer: no SenseVoice controls
+    assert page.js("document.getElementById('openapi-link').href") == offline_only.http_url + "/openapi.json"
+    assert page.js("document.getElementById('download-srt').disabled") is True
+    settle(offline_only)
+    tap.sent.clear()
+    page.transcribe_file(UPLOAD_WAV)
+    (result,) = [m for m in tap.sent if m.get("mode") == "offline"]
+    pieces = result["stamp_sents"]
+    assert pieces and page.text("status") == "Done."
+    # SRT and VTT: a cue per sentence, the server's times; JSON: the text and the segments
+    page.click("download-srt")
+    srt = page.js("window.funasrPage.lastDownload")
+    assert srt["name"] == UPLOAD_WAV.stem + ".srt"
+    cues = [c.split("\n") for c in srt["text"].strip().split("\n\n")]
+    assert len(cues) == len(pieces)
+    assert [c[1] for c in cues] == [f"{_clock(p['start'], ',')} --> {_clock(p['end'], ',')}" for p in pieces]
+    page.click("download-vtt")
+    vtt = page.js("window.funasrPage.lastDownload")["text"]
+    assert vtt.startswith("WEBVTT\n\n") and f"{_clock(pieces[0]['start'], '.')} --> " in vtt
+    page.click("download-json")
+    data = json.loads(page.js("window.funasrPage.lastDownload")["text"])
+    assert data["text"] == result["text"] and [s["start"] for s in data["segments"]] == [p["start"] / 1000 for p in pieces]
+    # the same file over the HTTP API gives the same cues
+    import urllib.request
+    boundary = "b0undary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"response_format\"\r\n\r\nsrt\r\n--{boundary}\r\n"
+            f"Content-Disposition: form-data; name=\"file\"; filename=\"{UPLOAD_WAV.name}\"\r\n\r\n").encode()
+    body += UPLOAD_WAV.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(offline_only.http_url + "/v1/audio/transcriptions", data=body,
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=60) as r:
+        http_cues = [c.split("\n") for c in r.read().decode().strip().split("\n\n")]
+    assert [c[1] for c in http_cues] == [c[1] for c in cues]
+    # playback of the uploaded file highlights the sentence being played
+    assert page.shown("player")
+    page.wait("document.getElementById('player').readyState >= 1")
+    k = len(pieces) // 2
+    middle = (pieces[k]["start"] + pieces[k]["end"]) / 2000
+    page.js(f"(() => {{ document.getElementById('player').currentTime = {middle}; }})()")
+    page.wait(f"window.funasrPage.currentSentence === {k}")
+    rows = page.js("[...document.querySelectorAll('#sentences tbody tr')].map(r => r.classList.contains('current'))")
+    assert rows == [i == k for i in range(len(pieces))]
+
+
+def _clock(ms: int, sep: str) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(ms // 1000)) + f"{sep}{ms % 1000:03d}"
+
+
+@pytest.fixture(scope="module")
+def sensevoice(tap):
+    from tests.paths import SENSEVOICE_DIR
+
+    with ServerThread(fixture_settings(model_dir=str(SENSEVOICE_DIR), punc_dir=None)) as server:
+        yield server
+
+
+def test_sensevoice_controls_are_shown_and_sent(browser, sensevoice, tap):
+    page = Page(browser, sensevoice.http_url + "/")
+    assert page.shown("svs-row")
+    page.js("(() => { window.sentTexts = []; const send = WebSocket.prototype.send;"
+            " WebSocket.prototype.send = function (data) { if (typeof data === 'string') window.sentTexts.push(data);"
+            " return send.call(this, data); }; })()")
+    page.js("(() => { const s = document.getElementById('svs-lang'); s.value = 'en'; })()")
+    page.click("svs-itn")  # off
+    page.transcribe_file(UPLOAD_WAV)
+    config = json.loads(page.js("window.sentTexts[0]"))
+    assert (config["svs_lang"], config["svs_itn"]) == ("en", False)
+    assert page.text("status") == "Done."

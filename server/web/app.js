@@ -11,9 +11,11 @@ const FILE_SLICE = 1 << 20;  // a file goes out in 1 MiB messages, well under th
 
 const profile = meta("funasr-profile");  // "2pass", "offline", or "" while the models load
 const apiKeyRequired = meta("funasr-api-key") === "required";
+const sensevoice = meta("funasr-model") === "sensevoice";  // SenseVoiceSmall: its language and ITN controls
 
 // What the page has seen, for debugging (and for the project's browser test).
-const page = { state: "idle", url: "", messages: [], errors: [], sentSeconds: 0, audioRate: 0 };
+const page = { state: "idle", url: "", messages: [], errors: [], sentSeconds: 0, audioRate: 0,
+  cues: [], currentSentence: -1, lastDownload: null };
 window.funasrPage = page;
 
 // ------------------------------------------------------------------ transcript
@@ -27,6 +29,8 @@ const transcript = {
     this.finals = [];
     this.live = [];
     $("sentences").tBodies[0].replaceChildren();
+    page.cues = [];
+    page.currentSentence = -1;
     $("log").textContent = "";
     this.render();
   },
@@ -46,6 +50,7 @@ const transcript = {
     this.live = [];
   },
   render() {
+    updateDownloads();
     $("final-text").textContent = this.finals.join("");
     $("live-text").textContent = this.live.map((d) => d.text).join("");
   },
@@ -60,6 +65,8 @@ function addSentences(msg) {
   const row = (start, end, text) => {
     const tr = body.insertRow();
     for (const value of [seconds(start), seconds(end), text]) tr.insertCell().textContent = value;
+    if (typeof start === "number" && typeof end === "number") page.cues.push({ start, end, text });
+    else page.cues.push({ start: 0, end: 0, text });
   };
   if (Array.isArray(msg.stamp_sents) && msg.stamp_sents.length) {
     for (const s of msg.stamp_sents) row(s.start, s.end, tidy(s.text_seg || "") + (s.punc || ""));
@@ -109,6 +116,8 @@ async function whyRefused() {
   // A browser does not show a WebSocket's HTTP status; /health tells at least whether the server is up.
   try {
     const health = await fetch("/health", { cache: "no-store" });
+    const state = (await health.json().catch(() => ({}))).status;
+    if (state === "full") return "the server has reached its --max-connections limit; try again in a moment";
     if (health.status === 503) return "the server is still loading its models or shutting down; try again in a moment";
     return apiKeyRequired
       ? "check the API key (the server needs one), or the server has reached its --max-connections limit"
@@ -190,6 +199,10 @@ function hotwords() {
 
 function baseConfig(mode, wavName) {
   const config = { mode, wav_name: wavName, is_speaking: true, itn: $("itn").checked };
+  if (sensevoice) {
+    config.svs_lang = $("svs-lang").value;
+    config.svs_itn = $("svs-itn").checked;
+  }
   const words = hotwords();
   if (words) config.hotwords = words;
   return config;
@@ -385,6 +398,7 @@ async function transcribeFile() {
   // the server decodes containers (wav, mp3, m4a, flac, ogg, ...) itself; .pcm/.raw: 16 kHz int16 mono
   const ext = file.name.includes(".") ? file.name.split(".").pop().toLowerCase() : "";
   const format = ext === "pcm" || ext === "raw" ? "pcm" : ext || "wav";
+  page.resultName = file.name;
   setState("uploading", `Sending ${file.name}…`);
   try {
     const run = await startRun({ ...baseConfig("offline", file.name), wav_format: format, audio_fs: TARGET_RATE });
@@ -397,6 +411,70 @@ async function transcribeFile() {
     showError(e.message);
     setState("error", "Failed.");
   }
+}
+
+// ------------------------------------------------------------------ downloads and playback
+
+const clock = (ms, sep) => {
+  const t = Math.max(0, Math.round(ms));
+  const pad = (n, w = 2) => String(n).padStart(w, "0");
+  return `${pad(Math.floor(t / 3600000))}:${pad(Math.floor(t / 60000) % 60)}:${pad(Math.floor(t / 1000) % 60)}`
+    + `${sep}${pad(t % 1000, 3)}`;
+};
+
+// The current result as a file: SRT and VTT one cue per sentence row, JSON the text, sentences and messages.
+function resultFile(format) {
+  const cues = page.cues.filter((c) => c.text);
+  if (format === "srt") {
+    return cues.map((c, i) => `${i + 1}\n${clock(c.start, ",")} --> ${clock(Math.max(c.start, c.end), ",")}\n${c.text}\n`)
+      .join("\n");
+  }
+  if (format === "vtt") {
+    return "WEBVTT\n\n" + cues.map((c) => `${clock(c.start, ".")} --> ${clock(Math.max(c.start, c.end), ".")}\n`
+      + `${c.text.replace(/-->/g, "--&gt;")}\n`).join("\n");
+  }
+  const segments = page.cues.map((c) => ({ start: c.start / 1000, end: c.end / 1000, text: c.text }));
+  return JSON.stringify({ text: $("final-text").textContent, segments, messages: page.messages }, null, 1) + "\n";
+}
+
+const MEDIA_TYPES = { srt: "application/x-subrip", vtt: "text/vtt", json: "application/json" };
+
+function download(format) {
+  const text = resultFile(format);
+  const base = (page.resultName || "transcript").replace(/\.[^.]*$/, "") || "transcript";
+  const name = `${base}.${format}`;
+  page.lastDownload = { format, name, text };
+  const url = URL.createObjectURL(new Blob([text], { type: `${MEDIA_TYPES[format]};charset=utf-8` }));
+  const link = Object.assign(document.createElement("a"), { href: url, download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function updateDownloads() {
+  const has = page.cues.some((c) => c.text);
+  for (const f of ["srt", "vtt", "json"]) $(`download-${f}`).disabled = !has;
+}
+
+// Playback of the chosen file, its sentence row highlighted while it plays.
+let playerUrl = null;
+function loadPlayer() {
+  const file = $("file").files[0];
+  const player = $("player");
+  if (playerUrl) URL.revokeObjectURL(playerUrl);
+  playerUrl = file ? URL.createObjectURL(file) : null;
+  player.hidden = !file;
+  if (playerUrl) player.src = playerUrl;
+  else player.removeAttribute("src");
+}
+
+function highlight() {
+  const ms = $("player").currentTime * 1000;
+  const index = page.cues.findIndex((c) => c.start <= ms && ms < c.end);
+  if (index === page.currentSentence) return;
+  page.currentSentence = index;
+  [...$("sentences").tBodies[0].rows].forEach((tr, i) => tr.classList.toggle("current", i === index));
 }
 
 // ------------------------------------------------------------------ set up
@@ -416,6 +494,7 @@ function describeServer() {
     info.textContent = "";
   }
   if (!apiKeyRequired) $("token-row").hidden = true;
+  $("svs-row").hidden = !sensevoice;
   const token = new URLSearchParams(location.search).get("token");
   if (token) $("token").value = token;
   if (!micAvailable()) {
@@ -433,7 +512,13 @@ function describeServer() {
 $("start").addEventListener("click", startRecording);
 $("stop").addEventListener("click", stopRecording);
 $("upload").addEventListener("click", transcribeFile);
-$("file").addEventListener("change", () => setState(page.state, $("status").textContent));
+$("file").addEventListener("change", () => {
+  setState(page.state, $("status").textContent);
+  loadPlayer();
+});
+$("player").addEventListener("timeupdate", highlight);
+$("player").addEventListener("seeked", highlight);
+for (const f of ["srt", "vtt", "json"]) $(`download-${f}`).addEventListener("click", () => download(f));
 $("settings").addEventListener("submit", (e) => e.preventDefault());
 describeServer();
 setState("idle", "Idle.");
